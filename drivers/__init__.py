@@ -1,0 +1,1 @@
+"""Host-side drivers: the line card's serial link and telephony DSP."""

@@ -1,0 +1,104 @@
+"""DTMF receive (with digit duration and level) and generation, from spandsp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._spandsp import check_alloc, ffi, lib
+
+SAMPLE_RATE = 8000
+DIGITS = "123A456B789C*0#D"
+ROW_HZ = (697.0, 770.0, 852.0, 941.0)
+COL_HZ = (1209.0, 1336.0, 1477.0, 1633.0)
+
+
+def digit_frequencies(digit: str) -> tuple[float, float]:
+    """The (row, column) frequencies of a DTMF digit."""
+    i = DIGITS.find(digit.upper())
+    if i < 0 or len(digit) != 1:
+        raise ValueError(f"{digit!r} is not a DTMF digit (one of {DIGITS})")
+    return ROW_HZ[i // 4], COL_HZ[i % 4]
+
+
+@dataclass(frozen=True)
+class Digit:
+    """One detected digit: when it started (ms of audio fed), how long it lasted, its level."""
+
+    digit: str
+    start_ms: int
+    duration_ms: int
+    level_dbm0: int
+
+
+class DtmfReceiver:
+    """spandsp's DTMF detector over 8 kHz int16 frames.
+
+    Digits are reported once their tone has ended, with duration and level, via
+    :meth:`feed`'s return value. ``twist``/``reverse_twist`` are the accepted twist in dB
+    (defaults: 8 normal, 4 reverse: the ITU Q.24 limits) and ``threshold`` the lowest
+    accepted level in dBm0 per tone.
+    """
+
+    def __init__(self, *, twist_db: float = 8.0, reverse_twist_db: float = 4.0,
+                 threshold_dbm0: float = -26.0, filter_dialtone: bool = False) -> None:
+        self._done: list[Digit] = []
+        self._samples = 0
+        self._current: tuple[str, int, int] | None = None  # digit, start sample, level
+        self._cb = ffi.callback("tone_report_func_t", self._on_tone)
+        self._s = ffi.gc(check_alloc(lib.dtmf_rx_init(ffi.NULL, ffi.NULL, ffi.NULL), "DTMF receiver"),
+                         lib.dtmf_rx_free)
+        lib.dtmf_rx_set_realtime_callback(self._s, self._cb, ffi.NULL)
+        # spandsp takes twist in dB and the threshold in dBm0 (a little below the asked level so
+        # that a tone exactly at the limit is still accepted, as the Q.24 tests require).
+        lib.dtmf_rx_parms(self._s, 1 if filter_dialtone else 0, int(round(twist_db)),
+                          int(round(reverse_twist_db)), int(threshold_dbm0 - 1))
+
+    def _on_tone(self, _user, code: int, level: int, _delay: int) -> None:
+        if code:
+            self._current = (chr(code), self._samples, level)
+        elif self._current is not None:
+            digit, start, lvl = self._current
+            self._current = None
+            self._done.append(Digit(digit, start // 8, (self._samples - start) // 8, lvl))
+
+    def feed(self, pcm: np.ndarray) -> list[Digit]:
+        """Feed audio; returns the digits that ended in it."""
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        lib.dtmf_rx(self._s, ffi.from_buffer("int16_t[]", pcm), len(pcm))
+        self._samples += len(pcm)
+        done, self._done = self._done, []
+        return done
+
+    def fill_in(self, samples: int = 160) -> None:
+        """Account for lost audio (a dropped frame) without guessing its content."""
+        lib.dtmf_rx_fillin(self._s, samples)
+        self._samples += samples
+
+    @property
+    def in_digit(self) -> str | None:
+        """The digit currently sounding, if any (for masking it out of forwarded audio)."""
+        return self._current[0] if self._current else None
+
+
+class DtmfGenerator:
+    """spandsp's DTMF generator: queue digits, pull audio."""
+
+    def __init__(self, *, level_dbm0: int = -10, twist_db: int = 0, on_ms: int = 50, off_ms: int = 55) -> None:
+        self._s = ffi.gc(check_alloc(lib.dtmf_tx_init(ffi.NULL), "DTMF generator"), lib.dtmf_tx_free)
+        lib.dtmf_tx_set_level(self._s, level_dbm0, twist_db)
+        lib.dtmf_tx_set_timing(self._s, on_ms, off_ms)
+
+    def put(self, digits: str) -> None:
+        for d in digits:
+            digit_frequencies(d)  # validates
+        data = digits.encode("ascii")
+        if lib.dtmf_tx_put(self._s, data, len(data)) < 0:
+            raise OverflowError("DTMF generator queue is full (128 digits): wait for it to drain")
+
+    def read(self, n: int = 160) -> np.ndarray:
+        """The next ``n`` samples (zeros once the queue is empty)."""
+        out = np.zeros(n, dtype=np.int16)
+        lib.dtmf_tx(self._s, ffi.from_buffer("int16_t[]", out), n)
+        return out

@@ -1,0 +1,156 @@
+# The line card application: the main loop that is the node's media clock.
+import struct
+import time
+
+from . import board, wire
+from .line import FxoLine
+from .link import CardLink
+
+STATUS_MS = 250
+HOST_TIMEOUT_MS = 2000
+WATCHDOG_MS = 2000
+MAX_LAG_FRAMES = 5
+
+CAPS = (wire.CAP_PULSE_DIAL | wire.CAP_POLARITY | wire.CAP_LOOP_CURRENT | wire.CAP_CALLER_ID
+        | wire.CAP_GAIN | wire.CAP_REDUNDANCY)
+
+
+class Card:
+    def __init__(self, hw=None, channels=board.CHANNELS, law_ulaw=True, baud=board.BAUD):
+        self.hw = hw or board.Hardware()
+        self.channels = channels
+        self.law_ulaw = law_ulaw
+        self.link = CardLink(self.hw.uart(baud))
+        self.lines = [FxoLine(ch, self.hw, law_ulaw, self.emit) for ch in range(channels)]
+        self.status_led = self.hw.pin("LED_STATUS", False)
+        self.copies = 1
+        self.boot_id = (time.ticks_us() ^ (self.hw.uid[-1] << 8)) & 0xFFFF
+        self.started = time.ticks_ms()
+        self.lag_skips = 0
+
+    def emit(self, ch, code, value):
+        body = struct.pack(wire.EVENT, code, value, time.ticks_ms() & 0xFFFFFFFF)
+        self.link.send_reliable(wire.T_EVENT, ch, body)
+
+    def hello(self):
+        v = board.FW_VERSION
+        body = struct.pack(wire.HELLO, wire.PROTO_VERSION, v[0], v[1], v[2], self.channels,
+                           wire.LAW_ULAW if self.law_ulaw else wire.LAW_ALAW, CAPS, self.boot_id, board.BOARD_ID)
+        self.link.send(wire.T_HELLO, wire.BROADCAST, 0, body)
+
+    def status(self, now):
+        hook = ring = 0
+        for ln in self.lines:
+            if ln.offhook:
+                hook |= 1 << ln.ch
+            if ln.ringing:
+                ring |= 1 << ln.ch
+        body = struct.pack(wire.STATUS, time.ticks_diff(now, self.started) & 0xFFFFFFFF, hook, ring, self.copies)
+        self.link.send(wire.T_STATUS, wire.BROADCAST, 0, body)
+
+    def stats(self):
+        c = list(self.link.counters)
+        self.link.send(wire.T_STATS, wire.BROADCAST, 0, struct.pack(wire.STATS, *c))
+        for ln in self.lines:
+            c = ln.counters
+            c[6] = self.link.events_dropped
+            self.link.send(wire.T_STATS, ln.ch, 0, struct.pack(wire.STATS, *c))
+
+    def command(self, ch, seq, body, now):
+        op, a1, a2 = struct.unpack(wire.CMD, body[:wire.CMD_LEN])
+        extra = body[wire.CMD_LEN:]
+        st = wire.ST_OK
+        if op == wire.OP_GET_STATS:
+            self.link.ack(seq, st)
+            self.stats()
+            return
+        if op == wire.OP_RESET:
+            self.link.ack(seq, st)
+            self.hw.reset()
+            return
+        if op == wire.OP_REDUNDANCY:
+            if 1 <= a1 <= 3:
+                self.copies = a1
+            else:
+                st = wire.ST_BAD_ARGS
+            self.link.ack(seq, st)
+            return
+        if ch >= self.channels:
+            self.link.ack(seq, wire.ST_BAD_CHANNEL)
+            return
+        ln = self.lines[ch]
+        if op == wire.OP_HOOK:
+            self.link.ack(seq, st)  # ack first: the HOOK event follows it
+            ln.hook(a1)
+            return
+        if op == wire.OP_FLASH:
+            st = ln.flash(a1) if 50 <= a1 <= 2000 else wire.ST_BAD_ARGS
+        elif op == wire.OP_PULSE_DIAL:
+            st = ln.pulse_dial(extra, a1, a2) if extra else wire.ST_BAD_ARGS
+        elif op == wire.OP_GAIN:
+            st = ln.set_gain(a1, a2)
+        elif op == wire.OP_LED:
+            ln.led.value(1 if a1 else 0)
+        elif op == wire.OP_CID_WINDOW:
+            st = ln.open_cid_window(now, a1)
+        else:
+            st = wire.ST_UNKNOWN_OP
+        self.link.ack(seq, st)
+
+    def handle(self, frames, now):
+        for ftype, ch, seq, body in frames:
+            if ftype == wire.T_AUDIO:
+                if ch < self.channels and len(body) == wire.AUDIO_DOWN_LEN:
+                    self.lines[ch].audio_from_host(seq, body)
+            elif ftype == wire.T_CMD:
+                self.command(ch, seq, body, now)
+            elif ftype == wire.T_ACK:  # a retried command seen before: acknowledge again
+                self.link.ack(seq, wire.ST_OK)
+            elif ftype == wire.T_SYNC:
+                self.link.reset_session()
+                self.hello()
+                for ln in self.lines:
+                    self.emit(ln.ch, wire.EV_LINE_STATE, ln.state_bits())
+
+    def frame_tick(self, now):
+        link = self.link
+        for ln in self.lines:
+            ln.sense(now)
+            up = ln.tick_audio()
+            if up is None:
+                continue
+            seq, frame, played = up
+            head = struct.pack(wire.AUDIO_UP, played)
+            ln.history.append((seq, head + frame))
+            if len(ln.history) > self.copies:
+                ln.history.pop(0)
+            # the newest frame, then copies of the ones before it (loss on the link is
+            # independent per frame, so a lost frame is recovered from a later copy)
+            for i in range(len(ln.history) - 1, -1, -1):
+                s, b = ln.history[i]
+                link.send(wire.T_AUDIO, ln.ch, s, b)
+
+    def run(self):
+        wdt = self.hw.watchdog(WATCHDOG_MS)
+        self.hello()
+        next_frame = time.ticks_add(time.ticks_ms(), wire.FRAME_MS)
+        next_status = next_frame
+        while True:
+            now = time.ticks_ms()
+            frames = self.link.poll()
+            if frames:
+                self.handle(frames, now)
+            if time.ticks_diff(now, next_frame) >= 0:
+                self.frame_tick(next_frame)
+                next_frame = time.ticks_add(next_frame, wire.FRAME_MS)
+                if time.ticks_diff(now, next_frame) > MAX_LAG_FRAMES * wire.FRAME_MS:
+                    self.lag_skips += 1  # far behind (a stall): restart the clock, do not burst
+                    next_frame = time.ticks_add(now, wire.FRAME_MS)
+            if time.ticks_diff(now, next_status) >= 0:
+                self.status(now)
+                next_status = time.ticks_add(now, STATUS_MS)
+                host_ok = time.ticks_diff(now, self.link.last_rx) < HOST_TIMEOUT_MS
+                self.status_led.value(((now // 500) & 1) if host_ok else ((now // 100) & 1))
+            self.link.service(now)
+            wdt.feed()
+            time.sleep_ms(1)

@@ -1,0 +1,230 @@
+# The wire format between the line card and the host: the ONE definition, used by the
+# card firmware (MicroPython) and imported by the host driver (CPython).
+#
+# A frame on the wire is COBS(header + body + CRC-32) followed by a 0x00 delimiter.
+# header = type (u8), channel (u8), seq (u16 little-endian). See docs/linecard-protocol.md.
+try:
+    from micropython import const
+except ImportError:  # CPython (the host)
+    def const(x):
+        return x
+
+import binascii
+import struct
+
+PROTO_VERSION = const(1)
+FRAME_SAMPLES = const(160)  # 20 ms of 8 kHz G.711
+FRAME_MS = const(20)
+MAX_CHANNELS = const(8)
+NO_SEQ = const(0xFFFF)
+BROADCAST = const(0xFF)  # channel field for card-wide frames
+
+# Frame types. Card -> host: < 0x80; host -> card: >= 0x80; AUDIO goes both ways.
+T_HELLO = const(0x01)
+T_ACK = const(0x02)  # both ways
+T_EVENT = const(0x03)
+T_STATUS = const(0x04)
+T_STATS = const(0x05)
+T_AUDIO = const(0x10)  # both ways
+T_SYNC = const(0x80)
+T_CMD = const(0x81)
+
+HEADER = "<BBH"
+HEADER_LEN = const(4)
+CRC_LEN = const(4)
+
+# Body layouts, by type. AUDIO has two: card->host carries the echo reference first.
+HELLO = "<BBBBBBHH8s"  # proto, fw major, minor, patch, channels, law, caps, boot id, board id
+ACK = "<B"  # status; header seq = the seq acknowledged
+EVENT = "<BhI"  # code, value, card ticks (ms); header channel = line
+STATUS = "<IBBB"  # uptime ms, off-hook bits, ringing bits, audio copies
+STATS = "<8I"  # 8 counters (names below), header channel = line or BROADCAST for the link
+CMD = "<Bhh"  # op, arg1, arg2 (+ digits for PULSE_DIAL)
+AUDIO_UP = "<H"  # echo reference: the host seq this card played in the same 20 ms, or NO_SEQ
+
+BODY_LEN = {
+    T_HELLO: struct.calcsize(HELLO),
+    T_ACK: struct.calcsize(ACK),
+    T_EVENT: struct.calcsize(EVENT),
+    T_STATUS: struct.calcsize(STATUS),
+    T_STATS: struct.calcsize(STATS),
+    T_SYNC: 0,
+}
+CMD_LEN = struct.calcsize(CMD)
+MAX_DIGITS = const(32)
+AUDIO_UP_LEN = const(162)
+AUDIO_DOWN_LEN = const(160)
+MAX_PAYLOAD = const(HEADER_LEN + AUDIO_UP_LEN + CRC_LEN)
+MAX_WIRE = const(MAX_PAYLOAD + 4)  # COBS adds at most 1 byte in 254, plus the delimiter
+
+# Capabilities (HELLO caps bits)
+CAP_PULSE_DIAL = const(0x01)
+CAP_POLARITY = const(0x02)
+CAP_LOOP_CURRENT = const(0x04)
+CAP_CALLER_ID = const(0x08)
+CAP_GAIN = const(0x10)
+CAP_REDUNDANCY = const(0x20)
+
+LAW_ALAW = const(0)
+LAW_ULAW = const(1)
+
+# ACK status
+ST_OK = const(0)
+ST_BAD_CHANNEL = const(1)
+ST_BAD_ARGS = const(2)
+ST_BUSY = const(3)
+ST_UNKNOWN_OP = const(4)
+
+# Command ops (CMD body op)
+OP_HOOK = const(1)  # arg1: 1 off-hook (answer/seize), 0 on-hook (hang up)
+OP_FLASH = const(2)  # arg1: break in ms (hook flash)
+OP_PULSE_DIAL = const(3)  # digits follow the body; arg1: make ms, arg2: break ms (0 = 40/60)
+OP_GAIN = const(4)  # arg1: receive gain, arg2: transmit gain, in 0.1 dB
+OP_LED = const(5)  # arg1: 0 off, 1 on, 2 blink
+OP_GET_STATS = const(6)  # replies with STATS frames
+OP_REDUNDANCY = const(7)  # arg1: copies of each card->host audio frame (1..3)
+OP_RESET = const(8)  # reboot the card
+OP_CID_WINDOW = const(9)  # arg1: ms to stream on-hook audio for caller ID (0 closes)
+
+# Event codes (EVENT body code)
+EV_RING_ON = const(1)  # value: ring count in this call
+EV_RING_OFF = const(2)  # value: how long the ring burst lasted, ms
+EV_POLARITY = const(3)  # value: +1 / -1
+EV_LOOP_DROP = const(4)  # value: how long the loop current was gone, ms (far end hung up)
+EV_HOOK = const(5)  # value: 1 off-hook, 0 on-hook (the relay state, after a HOOK command)
+EV_DIAL_DONE = const(6)  # value: digits pulsed
+EV_FLASH_DONE = const(7)  # value: break ms
+EV_CID_WINDOW = const(8)  # value: 1 opened, 0 closed
+EV_LINE_STATE = const(9)  # value: bit0 off-hook, bit1 ringing, bit2 reversed polarity (after SYNC)
+EV_RING_STOP = const(10)  # value: ms since the last ring: the caller gave up before answer
+
+LINK_COUNTERS = ("rx_frames", "crc_errors", "cobs_errors", "truncated", "oversized", "unknown_type",
+                 "duplicates", "retries")
+CHANNEL_COUNTERS = ("audio_up", "audio_down", "underruns", "overruns", "lost", "late", "events_dropped", "spare")
+
+# Deframer results
+OK = const(0)
+E_CRC = const(1)
+E_COBS = const(2)
+E_TRUNCATED = const(3)
+E_OVERSIZED = const(4)
+E_UNKNOWN = const(5)
+ERROR_NAMES = ("ok", "bad CRC", "bad COBS encoding", "truncated frame", "oversized frame", "unknown frame type")
+
+
+def cobs_encode(data):
+    out = bytearray()
+    for block in bytes(data).split(b"\x00"):
+        while len(block) >= 254:
+            out.append(255)
+            out.extend(block[:254])
+            block = block[254:]
+        out.append(len(block) + 1)
+        out.extend(block)
+    return out
+
+
+def cobs_decode(data):
+    # raises ValueError on a malformed encoding
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while i < n:
+        code = data[i]
+        if code == 0:
+            raise ValueError("zero byte inside a frame")
+        j = i + code
+        if j > n:
+            raise ValueError("COBS block runs past the end")
+        out.extend(data[i + 1:j])
+        i = j
+        if code < 255 and i < n:
+            out.append(0)
+    return out
+
+
+def encode(ftype, channel, seq, body=b""):
+    payload = bytearray(struct.pack(HEADER, ftype, channel, seq & 0xFFFF))
+    payload.extend(body)
+    payload.extend(struct.pack("<I", binascii.crc32(payload) & 0xFFFFFFFF))
+    out = cobs_encode(payload)
+    out.append(0)
+    return out
+
+
+def body_ok(ftype, n):
+    # the body length a known type must have (CMD may carry digits; AUDIO depends on direction)
+    if ftype == T_AUDIO:
+        return n == AUDIO_UP_LEN or n == AUDIO_DOWN_LEN
+    if ftype == T_CMD:
+        return CMD_LEN <= n <= CMD_LEN + MAX_DIGITS
+    want = BODY_LEN.get(ftype)
+    if want is None:
+        return None
+    return n == want
+
+
+def parse(raw):
+    # one delimited frame (without its 0x00) -> (OK, type, channel, seq, body) or (error, ...)
+    if len(raw) > MAX_WIRE:
+        return (E_OVERSIZED, 0, 0, 0, b"")
+    try:
+        payload = cobs_decode(raw)
+    except ValueError:
+        return (E_COBS, 0, 0, 0, b"")
+    if len(payload) < HEADER_LEN + CRC_LEN:
+        return (E_TRUNCATED, 0, 0, 0, b"")
+    crc = struct.unpack("<I", payload[-CRC_LEN:])[0]
+    if binascii.crc32(payload[:-CRC_LEN]) & 0xFFFFFFFF != crc:
+        return (E_CRC, 0, 0, 0, b"")
+    ftype, channel, seq = struct.unpack(HEADER, payload[:HEADER_LEN])
+    body = bytes(payload[HEADER_LEN:-CRC_LEN])
+    ok = body_ok(ftype, len(body))
+    if ok is None:
+        return (E_UNKNOWN, ftype, channel, seq, body)
+    if not ok:
+        return (E_TRUNCATED, ftype, channel, seq, body)
+    return (OK, ftype, channel, seq, body)
+
+
+class Deframer:
+    # Splits a byte stream at 0x00 delimiters. After garbage or an oversized run it resyncs at the
+    # next delimiter, so one damaged frame never costs the next one.
+    def __init__(self):
+        self.buf = bytearray()
+        self.discarding = False
+
+    def feed(self, data):
+        out = []
+        start = 0
+        n = len(data)
+        while start < n:
+            z = data.find(b"\x00", start)
+            if z < 0:
+                if not self.discarding:
+                    self.buf.extend(data[start:])
+                    if len(self.buf) > MAX_WIRE:
+                        self.buf = bytearray()
+                        self.discarding = True
+                        out.append((E_OVERSIZED, 0, 0, 0, b""))
+                break
+            if self.discarding:
+                self.discarding = False
+            else:
+                self.buf.extend(data[start:z])
+                if self.buf:
+                    out.append(parse(self.buf))
+            self.buf = bytearray()
+            start = z + 1
+        return out
+
+
+def seq_after(a, b):
+    # True when 16-bit sequence number a comes after b (RFC 1982 arithmetic)
+    return a != b and ((a - b) & 0xFFFF) < 0x8000
+
+
+def seq_diff(a, b):
+    # a - b for 16-bit sequence numbers, in -32768..32767
+    d = (a - b) & 0xFFFF
+    return d - 0x10000 if d >= 0x8000 else d
