@@ -1,0 +1,1 @@
+"""Node <-> HQ link (protocol, uplink, HQ hub): built by a later issue."""

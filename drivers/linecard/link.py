@@ -1,0 +1,308 @@
+"""The host side of the card's serial protocol, on asyncio.
+
+Commands are acknowledged and retried by sequence number; events from the card are acknowledged
+and delivered once; audio is not acknowledged. The link notices a dead card (no frame for
+``dead_after`` seconds, or the port closing) and a reset card (a HELLO with a new boot id),
+tells its listener, and reconnects on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from firmware.card import wire
+
+from .messages import STATUS_NAMES, CardEvent, Hello, Status, parse_stats
+from .transport import SerialTransport, TransportError
+
+log = logging.getLogger("drivers.linecard")
+
+RETRY_S = 0.08
+TRIES = 12
+SYNC_EVERY_S = 0.25
+ERROR_LOG_BURST = 10  # bad frames logged one by one before the log is summarised
+ERROR_LOG_PERIOD_S = 10.0
+
+
+class CommandError(RuntimeError):
+    """The card refused a command; ``status`` is the card's code."""
+
+    def __init__(self, op: int, channel: int, status: int) -> None:
+        self.status = status
+        super().__init__(f"card refused command {op} on line {channel + 1}: {STATUS_NAMES.get(status, status)}")
+
+
+class LinkDown(ConnectionError):
+    """The card is not connected (or stopped answering)."""
+
+
+class LinkListener:
+    """What the link tells whoever owns it. Override what you need."""
+
+    def link_up(self, hello: Hello, reset: bool) -> None: ...
+    def link_down(self, reason: str) -> None: ...
+    def card_event(self, ev: CardEvent) -> None: ...
+    def audio(self, channel: int, seq: int, echo_ref: int, payload: bytes) -> None: ...
+    def status(self, st: Status) -> None: ...
+
+
+@dataclass
+class LinkCounters:
+    rx_frames: int = 0
+    tx_frames: int = 0
+    bad_frames: dict[str, int] = field(default_factory=lambda: {n: 0 for n in wire.ERROR_NAMES[1:]})
+    duplicate_events: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    card_resets: int = 0
+    commands_failed: int = 0
+
+    @property
+    def bad_total(self) -> int:
+        return sum(self.bad_frames.values())
+
+
+class LineCardLink:
+    def __init__(self, url: str, listener: LinkListener, *, baud: int = 921600, dead_after: float = 1.0) -> None:
+        self.url = url
+        self.baud = baud
+        self.dead_after = dead_after
+        self.listener = listener
+        self.hello: Hello | None = None
+        self.counters = LinkCounters()
+        self._transport: SerialTransport | None = None
+        self._deframer = wire.Deframer()
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._seen: deque[int] = deque(maxlen=64)
+        self._stats_waiters: list[tuple[asyncio.Future, dict]] = []
+        self._last_rx = 0.0
+        self._up = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self._logged = 0
+        self._log_window = 0.0
+        self._suppressed = 0
+        self.last_error = ""
+
+    @property
+    def is_up(self) -> bool:
+        return self._up.is_set()
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def start(self, timeout: float = 5.0) -> Hello:
+        """Connect and wait for the card's HELLO (raises LinkDown with the reason on timeout)."""
+        self._task = asyncio.create_task(self._supervise(), name=f"linecard {self.url}")
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise LinkDown(f"no line card answered on {self.url} within {timeout:.0f} s"
+                           + (f" (last error: {self.last_error})" if self.last_error else "")
+                           + ": check the cable/port, or start the simulator (`simctl card`)") from None
+        assert self.hello is not None
+        return self.hello
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._drop("closed")
+
+    async def wait_up(self, timeout: float) -> None:
+        await asyncio.wait_for(self._up.wait(), timeout)
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while not self._closing:
+            if self._transport is None:
+                try:
+                    self._transport = SerialTransport(self.url, self.baud, loop, self._on_bytes, self._on_lost)
+                    backoff = 0.1
+                    self._last_rx = time.monotonic()
+                except TransportError as exc:
+                    self.last_error = str(exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+                    continue
+            if not self.is_up:
+                self._send(wire.encode(wire.T_SYNC, wire.BROADCAST, 0))
+                await asyncio.sleep(SYNC_EVERY_S if self.hello is None else 0.05)
+            else:
+                await asyncio.sleep(0.1)
+            if self.is_up and time.monotonic() - self._last_rx > self.dead_after:
+                self._drop(f"no frame from the card for {self.dead_after:.1f} s")
+            elif not self.is_up and self._transport is not None and time.monotonic() - self._last_rx > 3.0:
+                self._drop("the card does not answer SYNC")  # reopen the port from scratch
+
+    def _on_lost(self, why: str) -> None:
+        self._drop(f"port lost: {why}")
+
+    def _drop(self, reason: str) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            self._deframer = wire.Deframer()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(LinkDown(f"line card link down ({reason})"))
+        self._pending.clear()
+        self.last_error = reason
+        if self.is_up:
+            self._up.clear()
+            self.counters.reconnects += 1
+            log.warning("line card link down: %s; reconnecting", reason)
+            self.listener.link_down(reason)
+
+    # -- sending -------------------------------------------------------------------------------
+    def _send(self, frame: bytes | bytearray) -> None:
+        if self._transport is not None:
+            self._transport.write(bytes(frame))
+            self.counters.tx_frames += 1
+
+    def send_audio(self, channel: int, seq: int, payload: bytes) -> None:
+        if self.is_up:
+            self._send(wire.encode(wire.T_AUDIO, channel, seq, payload))
+
+    async def command(self, channel: int, op: int, arg1: int = 0, arg2: int = 0, extra: bytes = b"") -> None:
+        """Send a command and wait for its ACK; retried until acknowledged or the link is down."""
+        if not self.is_up:
+            raise LinkDown(f"line card on {self.url} is not connected ({self.last_error or 'starting'})")
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        frame = wire.encode(wire.T_CMD, channel, seq, struct.pack(wire.CMD, op, arg1, arg2) + extra)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        try:
+            for attempt in range(TRIES):
+                if attempt:
+                    self.counters.retries += 1
+                self._send(frame)
+                try:
+                    status = await asyncio.wait_for(asyncio.shield(fut), RETRY_S)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+            else:
+                self.counters.commands_failed += 1
+                raise LinkDown(f"line card did not acknowledge command {op} on line {channel + 1} "
+                               f"after {TRIES} tries")
+        finally:
+            self._pending.pop(seq, None)
+        if status != wire.ST_OK:
+            raise CommandError(op, channel, status)
+
+    async def card_stats(self, timeout: float = 1.0) -> dict[str, dict[str, int]]:
+        """The card's own counters: ``{"link": {...}, "line1": {...}, ...}``."""
+        assert self.hello is not None
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        got: dict[str, dict[str, int]] = {}
+        self._stats_waiters.append((fut, got))
+        try:
+            await self.command(wire.BROADCAST, wire.OP_GET_STATS)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._stats_waiters = [w for w in self._stats_waiters if w[0] is not fut]
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _bad(self, code: int, detail: str) -> None:
+        name = wire.ERROR_NAMES[code]
+        self.counters.bad_frames[name] += 1
+        now = time.monotonic()
+        if now - self._log_window > ERROR_LOG_PERIOD_S:
+            if self._suppressed:
+                log.warning("line card link: %d more bad frames dropped in the last %.0f s (counts: %s)",
+                            self._suppressed, ERROR_LOG_PERIOD_S, self.counters.bad_frames)
+            self._log_window, self._logged, self._suppressed = now, 0, 0
+        if self._logged < ERROR_LOG_BURST:
+            self._logged += 1
+            log.warning("line card link: dropped a frame: %s%s", name, detail)
+        else:
+            self._suppressed += 1
+
+    def _on_bytes(self, data: bytes) -> None:
+        try:
+            results = self._deframer.feed(data)
+        except Exception as exc:  # never let a damaged stream reach the caller's code
+            self._bad(wire.E_COBS, f" ({exc})")
+            self._deframer = wire.Deframer()
+            return
+        for code, ftype, ch, seq, body in results:
+            if code != wire.OK:
+                detail = f" (type 0x{ftype:02x}, {len(body)} byte body)" if code in (wire.E_UNKNOWN, wire.E_TRUNCATED) else ""
+                self._bad(code, detail)
+                continue
+            self.counters.rx_frames += 1
+            self._last_rx = time.monotonic()
+            try:
+                self._dispatch(ftype, ch, seq, body)
+            except Exception:  # a listener bug must not kill the link
+                log.exception("line card link: handling a frame of type 0x%02x failed", ftype)
+
+    def _dispatch(self, ftype: int, ch: int, seq: int, body: bytes) -> None:
+        if ftype == wire.T_AUDIO:
+            if self.is_up and len(body) == wire.AUDIO_UP_LEN:
+                (echo_ref,) = struct.unpack(wire.AUDIO_UP, body[:2])
+                self.listener.audio(ch, seq, echo_ref, body[2:])
+        elif ftype == wire.T_EVENT:
+            self._send(wire.encode(wire.T_ACK, ch, seq, struct.pack(wire.ACK, wire.ST_OK)))
+            if seq in self._seen:
+                self.counters.duplicate_events += 1
+                return
+            self._seen.append(seq)
+            if self.is_up:
+                self.listener.card_event(CardEvent.parse(ch, body))
+        elif ftype == wire.T_ACK:
+            fut = self._pending.get(seq)
+            if fut is not None and not fut.done():
+                fut.set_result(struct.unpack(wire.ACK, body)[0])
+        elif ftype == wire.T_HELLO:
+            self._on_hello(Hello.parse(body))
+        elif ftype == wire.T_STATUS:
+            self.listener.status(Status.parse(body))
+        elif ftype == wire.T_STATS:
+            self._on_stats(ch, body)
+        else:
+            self._bad(wire.E_UNKNOWN, f" (type 0x{ftype:02x} is not one the card sends)")
+
+    def _on_hello(self, hello: Hello) -> None:
+        if hello.proto != wire.PROTO_VERSION:
+            self.last_error = (f"card speaks protocol {hello.proto}, this host speaks {wire.PROTO_VERSION}: "
+                               "flash matching firmware")
+            log.error("line card link: %s", self.last_error)
+            return
+        reset = self.hello is not None and hello.boot_id != self.hello.boot_id
+        if reset:
+            self.counters.card_resets += 1
+            log.warning("line card reset (boot id %04x -> %04x)", self.hello.boot_id, hello.boot_id)
+            if self.is_up:
+                self._up.clear()
+                self.listener.link_down("card reset")
+        first = not self.is_up
+        self.hello = hello
+        self._seen.clear()
+        if first:
+            self._up.set()
+            log.info("line card up: %s firmware %s, %d lines, %s", hello.board_id, hello.firmware,
+                     hello.channels, hello.law)
+            self.listener.link_up(hello, reset)
+
+    def _on_stats(self, ch: int, body: bytes) -> None:
+        if ch == wire.BROADCAST:
+            key, names = "link", wire.LINK_COUNTERS
+        else:
+            key, names = f"line{ch + 1}", wire.CHANNEL_COUNTERS
+        for fut, got in self._stats_waiters:
+            got[key] = parse_stats(body, names)
+            if self.hello and len(got) == self.hello.channels + 1 and not fut.done():
+                fut.set_result(dict(got))

@@ -1,0 +1,83 @@
+"""The interfaces the node programs against: a ``Line`` and a ``Board`` of lines."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .audio import AudioPort
+from .events import LineEvent
+
+
+class Line(abc.ABC):
+    """One analog line. Events come from :meth:`events`; actions are coroutines."""
+
+    number: int  # 1-based
+    audio: AudioPort
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[LineEvent]: ...
+
+    @abc.abstractmethod
+    async def next_event(self, timeout: float | None = None) -> LineEvent | None: ...
+
+    @abc.abstractmethod
+    async def answer(self) -> None: ...
+
+    @abc.abstractmethod
+    async def hangup(self) -> None: ...
+
+    @abc.abstractmethod
+    async def dial(self, digits: str, mode: str = "dtmf") -> None: ...
+
+    @abc.abstractmethod
+    async def flash(self, ms: int = 100) -> None: ...
+
+    @abc.abstractmethod
+    async def set_gains(self, rx_db: float, tx_db: float) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def offhook(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    board_id: str
+    firmware: str
+    channels: int
+    law: str
+    boot_id: int
+
+
+class Board(abc.ABC):
+    """The card as a whole: its lines, identity, LEDs and health."""
+
+    lines: list[Line]
+
+    @abc.abstractmethod
+    async def start(self) -> "Board": ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def identity(self) -> Identity | None: ...
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def set_led(self, line: int, on: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def stats(self) -> dict: ...
+
+    async def __aenter__(self) -> "Board":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,183 @@
+"""``simctl``: serve a simulated line card, and script callers against it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .client import SimClient, SimError
+
+DEFAULT_SIM = "127.0.0.1:7001"
+
+
+async def serve_card(args: argparse.Namespace) -> int:
+    from .card import SimCard
+    from .control import ControlServer
+
+    card = SimCard(channels=args.channels, baud=args.baud, speed=args.speed, law=args.law,
+                   country=args.country, port=args.port, seed=args.seed).start()
+    card.uart.faults.ber_up = card.uart.faults.ber_down = args.ber
+    ctl = ControlServer(card)
+    host, port = await ctl.start(port=args.control_port)
+    info = {"serial": card.url, "control": f"{host}:{port}", "channels": args.channels, "baud": args.baud,
+            "speed": args.speed}
+    print(f"simulated line card: {args.channels} lines, {args.baud} baud, speed x{args.speed:g}")
+    print(f"  serial port : {card.url}")
+    print(f"  control     : {host}:{port}   (simctl call --sim {host}:{port} ...)", flush=True)
+    if args.info_file:
+        Path(args.info_file).write_text(json.dumps(info))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    st = await ctl.handle({"op": "status"})
+    await ctl.close()
+    card.stop()
+    print("card stopped; serial counters:", json.dumps(st.get("port")), flush=True)
+    return 0
+
+
+def _ring_args(args: argparse.Namespace) -> dict:
+    req: dict = {"line": args.line, "timeout_ms": args.answer_timeout * 1000, "max_rings": args.max_rings}
+    if args.cid_number:
+        req["cid"] = {"number": args.cid_number, "name": args.cid_name or "", "mode": args.cid_mode}
+    if args.cadence:
+        req["cadence"] = args.cadence
+    return req
+
+
+async def run_call(args: argparse.Namespace) -> int:
+    report: dict = {"line": args.line, "steps": []}
+    async with SimClient.parse(args.sim) as sim:
+        if args.script:
+            steps = json.loads(Path(args.script).read_text())
+            if not isinstance(steps, list):
+                raise SimError(f"{args.script}: a script is a JSON list of steps ({{'op': ...}})")
+        else:
+            steps = [{"op": "ring", **_ring_args(args)}]
+            if args.greeting:
+                steps.append({"op": "listen", "line": args.line, "ms": args.greeting})
+            if args.digits:
+                steps.append({"op": "dtmf", "line": args.line, "digits": args.digits, "on_ms": args.on_ms,
+                              "off_ms": args.off_ms, "level_dbm0": args.level, "twist_db": args.twist,
+                              "freq_offset": args.freq_offset})
+            if args.say:
+                steps.append({"op": "speak", "line": args.line, "text": args.say, "voice": args.voice})
+            if args.play:
+                steps.append({"op": "play", "line": args.line, "wav": str(Path(args.play).resolve())})
+            if args.listen:
+                steps.append({"op": "listen", "line": args.line, "ms": args.listen})
+            if args.hangup:
+                steps.append({"op": "hangup", "line": args.line, "mode": args.hangup})
+        for step in steps:
+            step = dict(step)
+            op = step.pop("op")
+            step.setdefault("line", args.line)
+            result = await sim.call(op, **step)
+            report["steps"].append({"op": op, **result})
+            if op == "ring" and not result.get("answered"):
+                report["error"] = "the node did not answer"
+                break
+    report["ok"] = "error" not in report
+    print(json.dumps(report, indent=2 if args.pretty else None))
+    return 0 if report["ok"] else 1
+
+
+async def run_simple(args: argparse.Namespace, op: str, **kw) -> int:
+    async with SimClient.parse(args.sim) as sim:
+        print(json.dumps(await sim.call(op, **kw), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simctl", description="Simulated line card and PSTN for branchnode.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the simulator does")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("card", help="serve a simulated line card (runs the real firmware)",
+                       description="Run the card firmware under CPython behind a TCP port that stands for its "
+                                   "USB serial port. Point the node at the printed socket:// URL.")
+    c.add_argument("--channels", type=int, default=8, choices=range(1, 9), metavar="1-8", help="lines (default 8)")
+    c.add_argument("--baud", type=int, default=921600, help="serial speed the link is paced at (default 921600)")
+    c.add_argument("--speed", type=float, default=1.0, help="card clock speed, 1 = real time (default 1)")
+    c.add_argument("--law", choices=("ulaw", "alaw"), default="ulaw", help="G.711 law of the codec (default ulaw)")
+    c.add_argument("--country", choices=("cn", "na"), default="cn", help="ring cadence and tones (default cn)")
+    c.add_argument("--port", type=int, default=0, help="serial TCP port on 127.0.0.1 (default: any free)")
+    c.add_argument("--control-port", type=int, default=7001, help="control TCP port on 127.0.0.1 (default 7001)")
+    c.add_argument("--ber", type=float, default=0.0, help="bit-error rate injected both ways (default 0)")
+    c.add_argument("--seed", type=int, default=1, help="seed for injected faults")
+    c.add_argument("--info-file", help="write the serial URL and control address here as JSON")
+
+    k = sub.add_parser("call", help="place a scripted call and report what happened as JSON",
+                       description="Ring a line (with caller ID), wait for the node to answer, send digits / "
+                                   "speech / a WAV, listen, hang up. Prints a JSON report; exit 1 if unanswered.")
+    k.add_argument("--sim", default=DEFAULT_SIM, help=f"simulator control address (default {DEFAULT_SIM})")
+    k.add_argument("--line", type=int, default=1, help="line to ring, from 1 (default 1)")
+    k.add_argument("--cid-number", help="caller ID number to send")
+    k.add_argument("--cid-name", help="caller ID name")
+    k.add_argument("--cid-mode", choices=("bell202", "v23", "dtmf"), default="bell202", help="caller ID signalling")
+    k.add_argument("--cadence", choices=("cn", "na"), help="ring cadence (default: the card's country)")
+    k.add_argument("--max-rings", type=int, default=0, help="give up after this many rings (0: never)")
+    k.add_argument("--answer-timeout", type=float, default=30, help="seconds to wait for an answer (default 30)")
+    k.add_argument("--greeting", type=int, default=0, metavar="MS", help="listen this long right after answer")
+    k.add_argument("--digits", help="DTMF digits to key after answer")
+    k.add_argument("--on-ms", type=int, default=80, help="tone duration (default 80)")
+    k.add_argument("--off-ms", type=int, default=80, help="gap between tones (default 80)")
+    k.add_argument("--level", type=float, default=-10, help="level per tone in dBm0 (default -10)")
+    k.add_argument("--twist", type=float, default=0, help="twist in dB, >0 column tone louder (default 0)")
+    k.add_argument("--freq-offset", type=float, default=0, help="relative frequency error, e.g. 0.015")
+    k.add_argument("--say", help="speak this text (espeak-ng) into the line")
+    k.add_argument("--voice", default="en", help="espeak-ng voice (en, cmn, yue; default en)")
+    k.add_argument("--play", help="play this WAV file (any rate) into the line")
+    k.add_argument("--listen", type=int, default=0, metavar="MS", help="listen this long, report what was heard")
+    k.add_argument("--hangup", choices=("loop_break", "busy_tone"), help="hang up this way at the end")
+    k.add_argument("--script", help="JSON list of steps ({'op': 'ring'|'dtmf'|'speak'|'play'|'listen'|'hangup', ...})")
+    k.add_argument("--pretty", action="store_true", help="indent the JSON report")
+
+    s = sub.add_parser("status", help="the simulated card's lines and counters")
+    s.add_argument("--sim", default=DEFAULT_SIM)
+    f = sub.add_parser("fault", help="inject faults on the serial link")
+    f.add_argument("--sim", default=DEFAULT_SIM)
+    f.add_argument("--ber", type=float, help="bit-error rate both ways")
+    f.add_argument("--drop", type=float, help="byte drop probability both ways")
+    r = sub.add_parser("reset", help="reset the card (like its reset line)")
+    r.add_argument("--sim", default=DEFAULT_SIM)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "card":
+            return asyncio.run(serve_card(args))
+        if args.cmd == "call":
+            return asyncio.run(run_call(args))
+        if args.cmd == "status":
+            return asyncio.run(run_simple(args, "status"))
+        if args.cmd == "fault":
+            kw = {}
+            if args.ber is not None:
+                kw["ber"] = args.ber
+            if args.drop is not None:
+                kw["drop_up"] = kw["drop_down"] = args.drop
+            return asyncio.run(run_simple(args, "fault", **kw))
+        if args.cmd == "reset":
+            return asyncio.run(run_simple(args, "reset_card"))
+    except (SimError, OSError, ValueError) as exc:
+        print(f"simctl: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
