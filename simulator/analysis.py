@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from drivers.dsp import DtmfReceiver, ToneDetector, call_progress, dbm0
 
 
 def peaks(pcm: np.ndarray, n: int = 2, min_hz: float = 100.0) -> list[float]:
-    """The ``n`` strongest frequencies (Hz), at least 50 Hz apart."""
+    """The ``n`` strongest frequencies (Hz), at least 30 Hz apart."""
     if len(pcm) < 256:
         return []
     spec = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(len(pcm))))
@@ -19,7 +21,7 @@ def peaks(pcm: np.ndarray, n: int = 2, min_hz: float = 100.0) -> list[float]:
         f = float(freqs[i])
         if spec[i] <= 0:
             break
-        if all(abs(f - g) > 50 for g in out):
+        if all(abs(f - g) > 30 for g in out):
             out.append(round(f, 1))
         if len(out) == n:
             break
@@ -38,9 +40,10 @@ def analyse(pcm: np.ndarray, country: str = "cn") -> dict:
         if dbm0(f) > -45:
             active += 1
     frames = max(len(pcm) // 160, 1)
+    level = dbm0(pcm)
     return {
         "ms": len(pcm) // 8,
-        "level_dbm0": round(dbm0(pcm), 1) if len(pcm) else None,
+        "level_dbm0": round(level, 1) if math.isfinite(level) else None,  # None: digital silence
         "active_ms": active * 20,
         "active_fraction": round(active / frames, 3),
         "peak_hz": peaks(pcm),

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--on-ms", type=int, default=80, help="tone duration (default 80)")
     k.add_argument("--off-ms", type=int, default=80, help="gap between tones (default 80)")
     k.add_argument("--level", type=float, default=-10, help="level per tone in dBm0 (default -10)")
-    k.add_argument("--twist", type=float, default=0, help="twist in dB, >0 column tone louder (default 0)")
+    k.add_argument("--twist", type=float, default=0, help="twist in dB: row minus column level, >0 normal, <0 reverse (default 0)")
     k.add_argument("--freq-offset", type=float, default=0, help="relative frequency error, e.g. 0.015")
     k.add_argument("--say", help="speak this text (espeak-ng) into the line")
     k.add_argument("--voice", default="en", help="espeak-ng voice (en, cmn, yue; default en)")

@@ -14,6 +14,7 @@ import logging
 from dataclasses import asdict
 
 from drivers.dsp import CallerId, Noise
+from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
 
 from drivers import audiofile as media
 from .analysis import analyse
@@ -111,10 +112,8 @@ class ControlServer:
                        "rings": ln.rings, "answered": ln.answered.is_set(), "pulses": ln.pulses,
                        "flashes": ln.flashes} for ln in c.lines],
             "firmware": None if fw is None else {
-                "link": dict(zip(("rx_frames", "crc_errors", "cobs_errors", "truncated", "oversized",
-                                  "unknown_type", "duplicates", "retries"), fw.link.counters)),
-                "lines": [dict(zip(("audio_up", "audio_down", "underruns", "overruns", "lost", "late"),
-                                   ln.counters)) for ln in fw.lines],
+                "link": dict(zip(LINK_COUNTERS, fw.link.counters)),
+                "lines": [dict(zip(CHANNEL_COUNTERS, ln.counters)) for ln in fw.lines],
                 "events_dropped": fw.link.events_dropped, "copies": fw.copies},
         }
 

@@ -144,12 +144,16 @@ class SimLine:
 
     def dtmf(self, digits: str, *, on_ms: int, off_ms: int, level_dbm0: float, twist_db: float,
              freq_offset: float) -> threading.Event:
-        """Queue DTMF digits. ``twist_db`` > 0 is normal twist (column tone louder than row)."""
+        """Queue DTMF digits at ``level_dbm0`` per tone (the mean of the two when twisted).
+
+        ``twist_db`` is row level minus column level: > 0 normal twist (the low-group tone louder,
+        as after a long line), < 0 reverse twist. ``freq_offset`` shifts both tones (0.015 = +1.5 %).
+        """
         parts = []
         for d in digits:
             fr, fc = digit_frequencies(d)
-            lr = level_dbm0 - max(twist_db, 0) / 2 + min(twist_db, 0) / 2
-            lc = level_dbm0 + max(twist_db, 0) / 2 - min(twist_db, 0) / 2
+            lr = level_dbm0 + twist_db / 2
+            lc = level_dbm0 - twist_db / 2
             parts.append(two_tone(fr * (1 + freq_offset), lr, fc * (1 + freq_offset), lc, on_ms, off_ms))
         return self.queue(np.concatenate(parts))
 

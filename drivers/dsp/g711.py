@@ -8,7 +8,7 @@ from ._spandsp import check_alloc, ffi, lib
 
 ALAW = 0
 ULAW = 1
-IDLE_OCTET = {ULAW: 0xFF, ALAW: 0x5D}  # the octet that decodes to (near) silence
+IDLE_OCTET = {ULAW: 0xFF, ALAW: 0x55}  # the octets that decode to the smallest level (as the card uses)
 
 
 def law_from_name(name: str) -> int:

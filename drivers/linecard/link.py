@@ -160,6 +160,9 @@ class LineCardLink:
         self.last_error = reason
         if self.is_up:
             self._up.clear()
+            if self._closing:
+                log.info("line card link closed")
+                return
             self.counters.reconnects += 1
             log.warning("line card link down: %s; reconnecting", reason)
             self.listener.link_down(reason)

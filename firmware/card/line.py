@@ -59,6 +59,7 @@ class FxoLine:
         self.play = {}
         self.play_next = None
         self.primed = False
+        self.gap_run = 0
 
     # -- commands -------------------------------------------------------------------------
     def hook(self, off):
@@ -245,8 +246,12 @@ class FxoLine:
                     else:
                         self.counters[2] += 1  # underrun: nothing queued at all
                         self.primed = False
+                    self.gap_run += 1
+                    if self.gap_run > self.counters[7]:
+                        self.counters[7] = self.gap_run
                 else:
                     played = self.play_next
+                    self.gap_run = 0
                 self.play_next = (self.play_next + 1) & 0xFFFF
             self.pcm_out.write(g711.apply(self.tx_gain, out) if out is not None else self.idle)
         if not self.streaming():

@@ -100,7 +100,8 @@ EV_RING_STOP = const(10)  # value: ms since the last ring: the caller gave up be
 
 LINK_COUNTERS = ("rx_frames", "crc_errors", "cobs_errors", "truncated", "oversized", "unknown_type",
                  "duplicates", "retries")
-CHANNEL_COUNTERS = ("audio_up", "audio_down", "underruns", "overruns", "lost", "late", "events_dropped", "spare")
+CHANNEL_COUNTERS = ("audio_up", "audio_down", "underruns", "overruns", "lost", "late", "events_dropped",
+                    "longest_gap")
 
 # Deframer results
 OK = const(0)

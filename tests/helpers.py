@@ -1,0 +1,64 @@
+"""Helpers for driving a call through the simulator and the HAL in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import hal
+from hal import events as ev
+from simulator.client import SimClient
+
+
+async def wait_for(line: hal.Line, kind: type, timeout: float = 10.0, seen: list | None = None):
+    """The next event of ``kind`` on ``line`` (others are kept in ``seen``)."""
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {kind.__name__} on line {line.number} within {timeout} s; saw {seen}")
+        e = await line.next_event(left)
+        if e is None:
+            continue
+        if seen is not None:
+            seen.append(e)
+        if isinstance(e, kind):
+            return e
+
+
+async def collect_digits(line: hal.Line, quiet_s: float, max_s: float) -> str:
+    """Digits heard until none came for ``quiet_s`` (or ``max_s`` passed)."""
+    got = ""
+    end = time.monotonic() + max_s
+    while time.monotonic() < end:
+        e = await line.next_event(quiet_s)
+        if e is None:
+            break
+        if isinstance(e, ev.DigitReceived):
+            got += e.digit
+    return got
+
+
+@contextlib.asynccontextmanager
+async def connected(sim, config: hal.BoardConfig | None = None):
+    board = hal.open(sim.serial, config)
+    await board.start(timeout=10)
+    client = await SimClient.parse(sim.control).connect()
+    try:
+        yield board, client
+    finally:
+        await client.close()
+        await board.close()
+
+
+async def answered_call(board: hal.Board, client: SimClient, line_no: int = 1, **ring) -> hal.Line:
+    """Ring ``line_no`` and answer it on the first ring; returns the line, off-hook."""
+    line = board.lines[line_no - 1]
+    ring_task = asyncio.create_task(client.call("ring", line=line_no, **ring))
+    await wait_for(line, ev.Ring, timeout=15)
+    await line.answer()
+    res = await ring_task
+    assert res["answered"], res
+    await wait_for(line, ev.Answered, timeout=5)
+    return line
