@@ -80,6 +80,8 @@ class LineCardLine(Line):
 
     async def answer(self) -> None:
         self._reset_dsp()
+        if not self._offhook:
+            await self.board.update_copies(extra_active=1)
         await self.board.link.command(self.channel, wire.OP_HOOK, 1)
         self._offhook = True
 
@@ -87,6 +89,7 @@ class LineCardLine(Line):
         self._offhook = False
         self.audio.reset()
         await self.board.link.command(self.channel, wire.OP_HOOK, 0)
+        await self.board.update_copies()
 
     async def dial(self, digits: str, mode: str = "dtmf") -> None:
         if mode == "pulse":
@@ -286,20 +289,16 @@ class LineCardBoard(Board, LinkListener):
         self.config = config or BoardConfig()
         self.link = LineCardLink(url, self, baud=self.config.baud)
         self.lines: list[LineCardLine] = []
-        self.copies = 1 if self.config.redundancy == "auto" else int(self.config.redundancy)
+        self.copies = 1  # what the card was last told (it boots with 1)
         self.card_status: Status | None = None
-        self._adapt_task: asyncio.Task | None = None
 
     # -- Board -------------------------------------------------------------------------------------
     async def start(self, timeout: float = 5.0) -> "LineCardBoard":
         await self.link.start(timeout)
-        if self.config.redundancy == "auto":
-            self._adapt_task = asyncio.create_task(self._adapt_redundancy(), name="redundancy")
+        await self.update_copies()
         return self
 
     async def close(self) -> None:
-        if self._adapt_task:
-            self._adapt_task.cancel()
         await self.link.close()
 
     @property
@@ -333,8 +332,9 @@ class LineCardBoard(Board, LinkListener):
         for ln in self.lines:
             ln.set_law(law)
             ln.link_up()
-        if self.copies != 1:
-            asyncio.get_running_loop().create_task(self._set_copies(self.copies, force=True))
+        self.copies = 1  # a card that (re)booted starts with one copy
+        if reset:
+            asyncio.get_running_loop().create_task(self.update_copies())
 
     def link_down(self, reason: str) -> None:
         for ln in self.lines:
@@ -351,45 +351,28 @@ class LineCardBoard(Board, LinkListener):
     def status(self, st: Status) -> None:
         self.card_status = st
 
-    # -- adaptive redundancy -------------------------------------------------------------------------
-    async def _set_copies(self, n: int, force: bool = False) -> None:
-        if n == self.copies and not force:
-            return
-        try:
-            await self.link.command(wire.BROADCAST, wire.OP_REDUNDANCY, n)
-        except (ConnectionError, RuntimeError) as exc:
-            log.warning("could not set audio redundancy to %d: %s", n, exc)
-            return
-        if n != self.copies:
-            log.info("audio redundancy %d -> %d copies per frame", self.copies, n)
-        self.copies = n
+    # -- audio redundancy ------------------------------------------------------------------------------
+    def copies_for(self, active: int) -> int:
+        """How many copies of each audio frame the link can carry for ``active`` lines (1..3).
 
-    def _copies_budget(self) -> int:
-        active = max(1, sum(1 for ln in self.lines if ln.offhook))
-        per_copy = active * 50 * FRAME_WIRE_BYTES
+        A damaged frame is dropped whole: at a bit-error rate of 1e-4 about one 175-byte frame in
+        eight. Sending each frame up to three times, as separate frames, makes a lost 20 ms frame
+        rare and two in a row practically impossible, and the link is otherwise idle bandwidth.
+        """
+        if self.config.redundancy != "auto":
+            return int(self.config.redundancy)
+        per_copy = max(1, active) * 50 * FRAME_WIRE_BYTES
         return max(1, min(3, int(0.8 * self.config.baud / 10 / per_copy)))
 
-    async def _adapt_redundancy(self) -> None:
-        """Send every audio frame up to 3 times while the link corrupts frames.
-
-        At a bit-error rate of 1e-4 about one 175-byte frame in eight is damaged; copies make a
-        lost 20 ms frame rare and two in a row practically impossible. Copies cost bandwidth,
-        so they are capped by what the link can carry for the lines in use.
-        """
-        c = self.link.counters
-        last_good, last_bad, clean_for = c.rx_frames, c.bad_total, 0
-        while True:
-            await asyncio.sleep(1.0)
-            good, bad = c.rx_frames - last_good, c.bad_total - last_bad
-            last_good, last_bad = c.rx_frames, c.bad_total
-            if not self.link.is_up:
-                continue
-            rate = bad / max(good + bad, 1)
-            if rate > 0.002:
-                want, clean_for = 3, 0
-            elif rate > 0:
-                want, clean_for = max(self.copies, 2), 0
-            else:
-                clean_for += 1
-                want = 1 if clean_for >= 10 else self.copies
-            await self._set_copies(min(want, self._copies_budget()))
+    async def update_copies(self, extra_active: int = 0) -> None:
+        """Match redundancy to the lines in use; lowered *before* a line starts streaming."""
+        want = self.copies_for(sum(1 for ln in self.lines if ln.offhook) + extra_active)
+        if want == self.copies or not self.link.is_up:
+            return
+        try:
+            await self.link.command(wire.BROADCAST, wire.OP_REDUNDANCY, want)
+        except (ConnectionError, RuntimeError) as exc:
+            log.warning("could not set audio redundancy to %d: %s", want, exc)
+            return
+        log.info("audio redundancy %d -> %d copies per frame", self.copies, want)
+        self.copies = want

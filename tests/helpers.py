@@ -56,7 +56,11 @@ async def answered_call(board: hal.Board, client: SimClient, line_no: int = 1, *
     """Ring ``line_no`` and answer it on the first ring; returns the line, off-hook."""
     line = board.lines[line_no - 1]
     ring_task = asyncio.create_task(client.call("ring", line=line_no, **ring))
-    await wait_for(line, ev.Ring, timeout=15)
+    try:
+        await wait_for(line, ev.Ring, timeout=15)
+    except BaseException:
+        ring_task.cancel()
+        raise
     await line.answer()
     res = await ring_task
     assert res["answered"], res

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import serial
 
 log = logging.getLogger("drivers.linecard.transport")
+READ_WAIT_S = 0.004  # at most this much latency added; ~250 wake-ups a second when busy
+READ_CHUNK = 8192
 
 
 class TransportError(ConnectionError):
@@ -34,7 +36,9 @@ class SerialTransport:
         self.bytes_in = 0
         self.bytes_out = 0
         try:
-            self._ser = serial.serial_for_url(url, baudrate=baud, timeout=0.05, write_timeout=2)
+            # read() returns what arrived within READ_WAIT_S: pyserial's in_waiting is a byte count
+            # for real ports but only 0/1 for socket://, so asking it would mean a read per byte
+            self._ser = serial.serial_for_url(url, baudrate=baud, timeout=READ_WAIT_S, write_timeout=2)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportError(f"cannot open card port {url}: {exc}") from exc
         threading.Thread(target=self._reader, daemon=True, name=f"card-rx {url}").start()
@@ -67,7 +71,7 @@ class SerialTransport:
         ser = self._ser
         while not self._closed.is_set():
             try:
-                data = ser.read(max(1, ser.in_waiting))
+                data = ser.read(READ_CHUNK)
             except Exception as exc:  # pyserial raises several types for a vanished port
                 self._lost(f"read failed: {exc}")
                 return

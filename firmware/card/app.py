@@ -116,7 +116,7 @@ class Card:
         link = self.link
         for ln in self.lines:
             ln.sense(now)
-            up = ln.tick_audio()
+            up = ln.tick_audio(self.copies)
             if up is None:
                 continue
             seq, frame, played = up

@@ -12,7 +12,7 @@ CID_WINDOW_MS = 5000  # on-hook audio streamed after the first ring / a polarity
 LOOP_MIN = 3000  # ADC counts (of 65535, ~4.5 mA): below this the far end has opened the loop
 LOOP_DROP_MS = 100  # a drop this long is a disconnect (shorter ones are polarity flips)
 POL_TICKS = 2
-PREFILL = 2  # frames buffered before playout starts: 40 ms of jitter tolerance
+PREFILL = 2  # frames buffered before playout starts: 40 ms of jitter tolerance (more with copies)
 MAX_DEPTH = 8  # more than this queued is an overrun: the oldest frame is dropped
 PULSE_BREAK_MS = 60
 PULSE_MAKE_MS = 40
@@ -228,14 +228,15 @@ class FxoLine:
                 best = s
         return best
 
-    def tick_audio(self):
+    def tick_audio(self, copies=1):
         # one 20 ms period: play a frame to the line, capture one from it.
         # -> (seq, frame, echo_ref) to send up, or None when not streaming
         played = wire.NO_SEQ
         if self.offhook:
             out = None
             if not self.primed:
-                if len(self.play) >= PREFILL:
+                # with n copies, the last copy of a frame comes n-1 frames after the first
+                if len(self.play) >= max(PREFILL, copies):
                     self.primed = True
                     self.play_next = self._oldest()
             if self.primed:
