@@ -114,6 +114,12 @@ class LineCardLine(Line):
     async def set_gains(self, rx_db: float, tx_db: float) -> None:
         await self.board.link.command(self.channel, wire.OP_GAIN, int(round(rx_db * 10)), int(round(tx_db * 10)))
 
+    async def _release(self) -> None:
+        try:
+            await self.board.link.command(self.channel, wire.OP_HOOK, 0)
+        except ConnectionError as exc:
+            log.warning("line %d: could not release: %s", self.number, exc)
+
     def _expect(self, code: int) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         self._waiters[code] = fut
@@ -257,6 +263,10 @@ class LineCardLine(Line):
             if self._offhook and not (e.value & 1):
                 self._offhook = False
                 self._emit(ev.LineDown(n, "the card no longer holds this call"))
+            elif (e.value & 1) and not self._offhook:
+                # held off-hook by a previous run of the node: nobody owns that call, release it
+                log.warning("line %d was left off-hook; releasing it", n)
+                asyncio.get_running_loop().create_task(self._release())
 
     def link_down(self, reason: str) -> None:
         self._offhook = False

@@ -154,7 +154,8 @@ class ControlServer:
         digits = str(req["digits"])
         done = line.dtmf(digits, on_ms=int(req.get("on_ms", 80)), off_ms=int(req.get("off_ms", 80)),
                          level_dbm0=float(req.get("level_dbm0", -10)), twist_db=float(req.get("twist_db", 0)),
-                         freq_offset=float(req.get("freq_offset", 0)))
+                         row_offset=float(req.get("row_offset", req.get("freq_offset", 0))),
+                         col_offset=float(req.get("col_offset", req.get("freq_offset", 0))))
         return await self._wait_done(done, req)
 
     async def op_play(self, req: dict) -> dict:

@@ -117,9 +117,9 @@ class SimLine:
     # -- scripts (control server) ------------------------------------------------------------
     def ring(self, *, cid: CallerId | None, cid_mode: str, cadence: tuple[int, int] | None, max_rings: int) -> None:
         with self._lock:
-            keep = (self.loss, self.noise, self.echo_gain)
+            keep = (self.loss, self.noise, self.echo_gain, self.offhook)
             self.reset()
-            self.loss, self.noise, self.echo_gain = keep
+            self.loss, self.noise, self.echo_gain, self.offhook = keep
             self.ring_cadence = cadence or RING_CADENCES[self.country]
             self.max_rings = max_rings
             self.far_connected = True
@@ -143,18 +143,19 @@ class SimLine:
         return seg.done
 
     def dtmf(self, digits: str, *, on_ms: int, off_ms: int, level_dbm0: float, twist_db: float,
-             freq_offset: float) -> threading.Event:
+             row_offset: float, col_offset: float) -> threading.Event:
         """Queue DTMF digits at ``level_dbm0`` per tone (the mean of the two when twisted).
 
         ``twist_db`` is row level minus column level: > 0 normal twist (the low-group tone louder,
-        as after a long line), < 0 reverse twist. ``freq_offset`` shifts both tones (0.015 = +1.5 %).
+        as after a long line), < 0 reverse twist. ``row_offset``/``col_offset`` shift each tone's
+        frequency (0.015 = +1.5 %).
         """
         parts = []
         for d in digits:
             fr, fc = digit_frequencies(d)
             lr = level_dbm0 + twist_db / 2
             lc = level_dbm0 - twist_db / 2
-            parts.append(two_tone(fr * (1 + freq_offset), lr, fc * (1 + freq_offset), lc, on_ms, off_ms))
+            parts.append(two_tone(fr * (1 + row_offset), lr, fc * (1 + col_offset), lc, on_ms, off_ms))
         return self.queue(np.concatenate(parts))
 
     def hangup(self, mode: str) -> None:

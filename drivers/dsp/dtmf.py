@@ -45,10 +45,23 @@ class DtmfReceiver:
     so digits such as ``*`` at a full 8 dB were missed: the defaults leave 2 dB of margin.
     ``threshold_dbm0`` is the lowest accepted level per tone (the standards: -26 dBm0, here
     with margin for line loss on top of it).
+
+    Frequency guard: spandsp's filters are wide (a 102-sample Goertzel block), so a row tone
+    3.5 % off can still pass (852 Hz + 3.5 % was accepted as 7 and *), where the standards
+    require rejection. Each digit spandsp reports is therefore checked once more: the strongest
+    row and column frequencies of its audio must lie within ``max_freq_error`` (default 2.5 %,
+    halfway between the must-accept 1.5 % and must-reject 3.5 %) of the digit's own.
+    Rejected digits are counted in ``rejected_off_frequency``.
     """
 
+    HISTORY_MS = 600
+
     def __init__(self, *, twist_db: float = 10.0, reverse_twist_db: float = 6.0,
-                 threshold_dbm0: float = -32.0, filter_dialtone: bool = False) -> None:
+                 threshold_dbm0: float = -32.0, filter_dialtone: bool = False,
+                 max_freq_error: float | None = 0.025) -> None:
+        self.max_freq_error = max_freq_error
+        self.rejected_off_frequency = 0
+        self._hist = np.zeros(self.HISTORY_MS * 8, dtype=np.int16)
         self._done: list[Digit] = []
         self._samples = 0
         self._current: tuple[str, int, int] | None = None  # digit, start sample, level
@@ -70,15 +83,47 @@ class DtmfReceiver:
     def feed(self, pcm: np.ndarray) -> list[Digit]:
         """Feed audio; returns the digits that ended in it."""
         pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        self._remember(pcm)
         lib.dtmf_rx(self._s, ffi.from_buffer("int16_t[]", pcm), len(pcm))
         self._samples += len(pcm)
         done, self._done = self._done, []
+        if self.max_freq_error is not None and done:
+            done = [d for d in done if self._on_frequency(d)]
         return done
 
     def fill_in(self, samples: int = 160) -> None:
         """Account for lost audio (a dropped frame) without guessing its content."""
+        self._remember(np.zeros(samples, dtype=np.int16))
         lib.dtmf_rx_fillin(self._s, samples)
         self._samples += samples
+
+    def _remember(self, pcm: np.ndarray) -> None:
+        n = len(pcm)
+        if n >= len(self._hist):
+            self._hist[:] = pcm[-len(self._hist):]
+        else:
+            self._hist[:-n] = self._hist[n:]
+            self._hist[-n:] = pcm
+
+    def _on_frequency(self, d: Digit) -> bool:
+        # spandsp confirms a tone ~25 ms after it starts and ends: look from a little before the
+        # reported start to the reported end (the gap before a digit is at least 40 ms)
+        start = (d.start_ms - 40) * 8
+        ago = self._samples - start
+        seg = self._hist[-min(ago, len(self._hist)):][: (d.duration_ms + 40) * 8]
+        if len(seg) < 160:
+            return True  # too short to measure: trust spandsp
+        n = 8192
+        spec = np.abs(np.fft.rfft(seg.astype(np.float64) * np.hanning(len(seg)), n))
+        freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+        want = digit_frequencies(d.digit)
+        for lo, hi, f0 in ((600.0, 1050.0, want[0]), (1100.0, 1750.0, want[1])):
+            band = (freqs >= lo) & (freqs <= hi)
+            peak = float(freqs[band][np.argmax(spec[band])])
+            if abs(peak - f0) / f0 > self.max_freq_error:
+                self.rejected_off_frequency += 1
+                return False
+        return True
 
     @property
     def in_digit(self) -> str | None:
