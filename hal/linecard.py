@@ -56,6 +56,7 @@ class LineCardLine(Line):
         self._tx_hist: dict[int, np.ndarray] = {}
         self._tx_recent: deque[tuple[int, bytes]] = deque(maxlen=3)
         self._next: int | None = None
+        self._rx_high: int | None = None
         self._held: dict[int, tuple[int, bytes]] = {}
         self._gap_run = 0
         self._cid_seen = False
@@ -143,6 +144,7 @@ class LineCardLine(Line):
         self._tx_recent.clear()
 
     def _resync(self) -> None:
+        self._rx_high = None
         self._next = None
         self._held.clear()
         self._gap_run = 0
@@ -164,6 +166,16 @@ class LineCardLine(Line):
                 return
         if seq in self._held:
             return
+        # pace what we send by the card's clock as soon as a new frame shows it ticked, before
+        # any wait for a missing frame's copies (that wait would starve the card's playout)
+        if self._rx_high is None:
+            self._rx_high = (seq - 1) & 0xFFFF
+        ticks = wire.seq_diff(seq, self._rx_high)
+        if ticks > 0:
+            self._rx_high = seq
+            if self._offhook:
+                for _ in range(min(ticks, 4)):
+                    self._send_one()
         self._held[seq] = (echo_ref, payload)
         copies = self.board.copies
         while self._held:
@@ -201,18 +213,16 @@ class LineCardLine(Line):
         if self._ec is not None:
             ref = self._tx_hist.get(echo_ref, SILENCE)
             pcm = self._ec.process(ref, pcm)
-        if item is None:
-            self._dtmf.fill_in(len(pcm))
-        else:
-            for d in self._dtmf.feed(pcm):
-                c.digits += 1
-                self._emit(ev.DigitReceived(self.number, d.digit, d.duration_ms, d.level_dbm0))
+        # a lost frame is fed as concealed (spandsp's PLC continues a tone), so a loss inside a
+        # digit neither splits nor drops it
+        for d in self._dtmf.feed(pcm):
+            c.digits += 1
+            self._emit(ev.DigitReceived(self.number, d.digit, d.duration_ms, d.level_dbm0))
         for t in self._busy.feed(pcm):
             if t.name and not self._busy_reported:
                 self._busy_reported = True
                 self._emit(ev.HungUp(self.number, "busy_tone"))
         self.audio.deliver(pcm)
-        self._send_one()
 
     def _send_one(self) -> None:
         frame = self.audio.next_out()

@@ -14,6 +14,7 @@ LOOP_DROP_MS = 100  # a drop this long is a disconnect (shorter ones are polarit
 POL_TICKS = 2
 PREFILL = 2  # frames buffered before playout starts: 40 ms of jitter tolerance (more with copies)
 MAX_DEPTH = 8  # more than this queued is an overrun: the oldest frame is dropped
+REPRIME_AFTER = 10  # this many ticks with nothing to play: the stream stopped, buffer afresh
 PULSE_BREAK_MS = 60
 PULSE_MAKE_MS = 40
 INTERDIGIT_MS = 700
@@ -240,16 +241,19 @@ class FxoLine:
                     self.primed = True
                     self.play_next = self._oldest()
             if self.primed:
+                # fixed playout delay: a frame that misses its tick is dropped as late, so a host
+                # hiccup costs the frames it delayed and no more
                 out = self.play.pop(self.play_next, None)
                 if out is None:
                     if self.play:
                         self.counters[4] += 1  # a gap: this frame never arrived
                     else:
                         self.counters[2] += 1  # underrun: nothing queued at all
-                        self.primed = False
                     self.gap_run += 1
                     if self.gap_run > self.counters[7]:
                         self.counters[7] = self.gap_run
+                    if self.gap_run >= REPRIME_AFTER:
+                        self.primed = False  # the host stopped sending: start over when it resumes
                 else:
                     played = self.play_next
                     self.gap_run = 0
