@@ -87,8 +87,8 @@ class I2S:
 
 
 class UART:
-    def __new__(cls, unit, baudrate=115200, **_kw):
-        return board().uart
+    def __new__(cls, unit, baudrate=115200, *, rxbuf=256, txbuf=256, **_kw):
+        return board().uart.configure(baudrate, rxbuf, txbuf)
 
 
 class WDT:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .clock import SimClock
 
-BUF = 4096
+BUF = 4096  # until the firmware configures the UART with its own rxbuf/txbuf
 
 
 @dataclass
@@ -38,6 +38,8 @@ class PortCounters:
     tx_refused: int = 0
     rx_overflow: int = 0
     connections: int = 0
+    longest_stall_ms: float = 0.0  # the longest the sending side went without running
+    most_queued: int = 0  # the most bytes waiting to go to the host
 
 
 def damage(data: bytearray, ber: float, drop: float, rng: random.Random) -> tuple[bytearray, int, int]:
@@ -73,6 +75,7 @@ class SimUart:
         self.faults = Faults()
         self.counters = PortCounters()
         self._rng = random.Random(seed)
+        self.rxbuf = self.txbuf = BUF
         self._rx = bytearray()  # host -> firmware
         self._tx = bytearray()  # firmware -> host
         self._lock = threading.Lock()
@@ -88,6 +91,10 @@ class SimUart:
         return f"socket://{self.address[0]}:{self.address[1]}"
 
     # -- machine.UART --------------------------------------------------------------------
+    def configure(self, baudrate: int, rxbuf: int, txbuf: int) -> "SimUart":
+        self.baud, self.rxbuf, self.txbuf = baudrate, rxbuf, txbuf
+        return self
+
     def any(self) -> int:
         return len(self._rx)
 
@@ -102,7 +109,7 @@ class SimUart:
 
     def write(self, data) -> int:
         with self._lock:
-            room = BUF - len(self._tx)
+            room = self.txbuf - len(self._tx)
             if room <= 0:
                 self.counters.tx_refused += len(data)
                 return 0
@@ -169,7 +176,7 @@ class SimUart:
             n = min(int(credit), len(pending))
             if n:
                 with self._lock:
-                    room = BUF - len(self._rx)
+                    room = self.rxbuf - len(self._rx)
                     take = min(n, max(room, 0))
                     self._rx.extend(pending[:take])
                     if take < n:
@@ -187,7 +194,11 @@ class SimUart:
         while not self._stop.is_set():
             time.sleep(0.001)
             now = time.monotonic()
-            credit = min(credit + (now - last) * self._rate(), 512.0)
+            self.counters.longest_stall_ms = max(self.counters.longest_stall_ms, round((now - last) * 1000, 1))
+            self.counters.most_queued = max(self.counters.most_queued, len(self._tx))
+            # a UART sends continuously at its rate: credit built up while this thread slept
+            # (up to 20 ms of it) goes out now, so a busy process still gets the full baud rate
+            credit = min(credit + (now - last) * self._rate(), self._rate() * 0.02)
             last = now
             n = int(credit)
             if n <= 0:

@@ -122,7 +122,7 @@ class Card:
             seq, frame, played = up
             head = struct.pack(wire.AUDIO_UP, played)
             ln.history.append((seq, head + frame))
-            if len(ln.history) > self.copies:
+            while len(ln.history) > self.copies:  # copies may just have been lowered
                 ln.history.pop(0)
             # the newest frame, then copies of the ones before it (loss on the link is
             # independent per frame, so a lost frame is recovered from a later copy)

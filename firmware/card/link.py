@@ -20,14 +20,24 @@ class CardLink:
         self.seen = []
         self.last_rx = time.ticks_ms()
         self.events_dropped = 0
+        self.tx_dropped = 0
+        self.cut = False
         self.errors = [0] * len(wire.ERROR_NAMES)
 
     def write(self, frame):
+        if self.cut:
+            # the last frame was cut short: a delimiter first, so only that frame is lost
+            if not self.uart.write(b"\x00"):
+                return
+            self.cut = False
         mv = memoryview(frame)
         while mv:
             n = self.uart.write(mv)
             if not n:
-                return  # the UART refused: drop rather than stall the media clock
+                # the UART is full: drop the rest rather than stall the media clock
+                self.cut = True
+                self.tx_dropped += 1
+                return
             mv = mv[n:]
 
     def poll(self):
