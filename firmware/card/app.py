@@ -69,7 +69,7 @@ class Card:
             self.hw.reset()
             return
         if op == wire.OP_REDUNDANCY:
-            if 1 <= a1 <= 3:
+            if 1 <= a1 <= wire.MAX_COPIES:
                 self.copies = a1
             else:
                 st = wire.ST_BAD_ARGS
@@ -120,15 +120,14 @@ class Card:
             if up is None:
                 continue
             seq, frame, played = up
-            head = struct.pack(wire.AUDIO_UP, played)
-            ln.history.append((seq, head + frame))
-            while len(ln.history) > self.copies:  # copies may just have been lowered
-                ln.history.pop(0)
-            # the newest frame, then copies of the ones before it (loss on the link is
-            # independent per frame, so a lost frame is recovered from a later copy)
-            for i in range(len(ln.history) - 1, -1, -1):
-                s, b = ln.history[i]
-                link.send(wire.T_AUDIO, ln.ch, s, b)
+            body = struct.pack(wire.AUDIO_UP, played) + frame
+            # k copies: k-1 now (bit errors hit copies independently) and one a tick later (so a
+            # short burst cannot take them all); see "Audio redundancy" in the protocol doc
+            for _ in range(max(1, self.copies - 1)):
+                link.send(wire.T_AUDIO, ln.ch, seq, body)
+            if self.copies > 1 and ln.history:
+                link.send(wire.T_AUDIO, ln.ch, ln.history[0], ln.history[1])
+            ln.history = (seq, body)
 
     def run(self):
         wdt = self.hw.watchdog(WATCHDOG_MS)

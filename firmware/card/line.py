@@ -56,7 +56,7 @@ class FxoLine:
         self.steps = []  # pending hook steps: [relay value, ms left]; pulse dialling and flash
         self.step_done = None  # (event, value) to send when the steps finish
         self.up_seq = 0
-        self.history = []  # the last frames sent up, for redundant copies
+        self.history = None  # (seq, body) of the last frame sent up, for its delayed copy
         self.play = {}
         self.play_next = None
         self.primed = False
@@ -236,8 +236,7 @@ class FxoLine:
         if self.offhook:
             out = None
             if not self.primed:
-                # with n copies, the last copy of a frame comes n-1 frames after the first
-                if len(self.play) >= max(PREFILL, copies):
+                if len(self.play) >= PREFILL:
                     self.primed = True
                     self.play_next = self._oldest()
             if self.primed:

@@ -17,6 +17,7 @@ FRAME_SAMPLES = const(160)  # 20 ms of 8 kHz G.711
 FRAME_MS = const(20)
 MAX_CHANNELS = const(8)
 NO_SEQ = const(0xFFFF)
+MAX_COPIES = const(6)
 BROADCAST = const(0xFF)  # channel field for card-wide frames
 
 # Frame types. Card -> host: < 0x80; host -> card: >= 0x80; AUDIO goes both ways.
@@ -82,7 +83,7 @@ OP_PULSE_DIAL = const(3)  # digits follow the body; arg1: make ms, arg2: break m
 OP_GAIN = const(4)  # arg1: receive gain, arg2: transmit gain, in 0.1 dB
 OP_LED = const(5)  # arg1: 0 off, 1 on, 2 blink
 OP_GET_STATS = const(6)  # replies with STATS frames
-OP_REDUNDANCY = const(7)  # arg1: copies of each card->host audio frame (1..3)
+OP_REDUNDANCY = const(7)  # arg1: copies of each card->host audio frame (1..MAX_COPIES)
 OP_RESET = const(8)  # reboot the card
 OP_CID_WINDOW = const(9)  # arg1: ms to stream on-hook audio for caller ID (0 closes)
 

@@ -1,0 +1,184 @@
+"""``python -m bench``: DTMF detection capacity, serial link efficiency, host CPU per channel.
+
+Timings are CPU time (``time.process_time``), compared as ratios measured in the same run:
+the machines here are shared and noisy, wall-clock numbers alone would mislead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.dsp import DtmfGenerator, DtmfReceiver  # noqa: E402
+from drivers.dsp._spandsp import ffi, lib  # noqa: E402
+from firmware.card import wire  # noqa: E402
+
+
+def test_audio(seconds: int) -> np.ndarray:
+    """Digits, silence and noise-like speech stand-in: what a detector sees on a busy line."""
+    rng = np.random.default_rng(1)
+    gen = DtmfGenerator(level_dbm0=-10, on_ms=80, off_ms=120)
+    parts = []
+    while sum(len(p) for p in parts) < seconds * 8000:
+        gen.put("1234567890*#ABCD")
+        parts.append(gen.read(16 * 1600))
+        n = 8000 * 3
+        env = np.repeat(rng.uniform(0, 1, n // 800) > 0.3, 800)
+        parts.append((np.convolve(rng.standard_normal(n), np.ones(5) / 5, "same") * 3000 * env).astype(np.int16))
+    return np.concatenate(parts)[: seconds * 8000]
+
+
+def bench_dtmf(seconds: int, repeats: int) -> dict:
+    pcm = test_audio(seconds)
+    frames = [np.ascontiguousarray(pcm[i:i + 160]) for i in range(0, len(pcm), 160)]
+
+    def ours() -> int:
+        rx = DtmfReceiver()
+        return sum(len(rx.feed(f)) for f in frames)
+
+    def raw() -> int:
+        s = lib.dtmf_rx_init(ffi.NULL, ffi.NULL, ffi.NULL)
+        buf = ffi.new("char[]", 128)
+        n = 0
+        for f in frames:
+            lib.dtmf_rx(s, ffi.from_buffer("int16_t[]", f), 160)
+            n += lib.dtmf_rx_get(s, buf, 128)
+        lib.dtmf_rx_free(s)
+        return n
+
+    best = {}
+    for name, fn in (("raw_cffi", raw), ("wrapper", ours)):
+        times = []
+        for _ in range(repeats):
+            t = time.process_time()
+            digits = fn()
+            times.append(time.process_time() - t)
+        best[name] = (min(times), digits)
+    out = {name: {"cpu_s": round(t, 4), "digits": d, "channels_per_core": round(seconds / t, 1)}
+           for name, (t, d) in best.items()}
+    out["wrapper_vs_raw"] = round(best["raw_cffi"][0] / best["wrapper"][0], 3)
+    out["audio_s"] = seconds
+    return out
+
+
+def framing_efficiency() -> dict:
+    up = wire.encode(wire.T_AUDIO, 0, 1234, b"\x00\x00" + bytes(range(1, 161)))
+    down = wire.encode(wire.T_AUDIO, 0, 1234, bytes(range(1, 161)))
+    return {"card_to_host": round(160 / len(up), 4), "host_to_card": round(160 / len(down), 4),
+            "wire_bytes_up": len(up), "wire_bytes_down": len(down)}
+
+
+async def card_path(channels: int, seconds: float) -> dict:
+    """A simulated card (own process) with ``channels`` calls up; this process is the host."""
+    import hal
+    from drivers.dsp import ToneGenerator, ToneSpec
+    from simulator.client import SimClient
+
+    tmp = Path(tempfile.mkdtemp())
+    info = tmp / "sim.json"
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "card", "--channels", "8", "--control-port", "0",
+                             "--info-file", str(info)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not info.exists():
+            await asyncio.sleep(0.05)
+        sim = json.loads(info.read_text())
+        board = hal.open(sim["serial"])
+        await board.start(10)
+        client = await SimClient.parse(sim["control"]).connect()
+        for n in range(1, channels + 1):
+            ring = asyncio.create_task(client.call("ring", line=n, cadence=[300, 300]))
+            line = board.lines[n - 1]
+            while not line.offhook:
+                e = await line.next_event(10)
+                if type(e).__name__ == "Ring":
+                    await line.answer()
+            await ring
+            line.audio.write(ToneGenerator(ToneSpec(500 + 50 * n, 0, -15, 0, 0)).read(int(8000 * (seconds + 5))))
+            await client.call("dtmf", line=n, digits="1" * int(seconds), on_ms=500, off_ms=500, wait=False)
+        await asyncio.sleep(1.0)
+        before = await client.call("status")
+        audio_before = sum(ln.counters.frames for ln in board.lines)
+        c0, t0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - c0, time.monotonic() - t0
+        after = await client.call("status")
+        frames = sum(ln.counters.frames for ln in board.lines) - audio_before
+        up = after["port"]["bytes_up"] - before["port"]["bytes_up"]
+        down = after["port"]["bytes_down"] - before["port"]["bytes_down"]
+        stats = await board.stats()
+        await client.close()
+        await board.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    underruns = sum(stats["card"][f"line{n}"]["underruns"] for n in range(1, channels + 1))
+    return {
+        "channels": channels, "seconds": round(wall, 1), "audio_copies": stats["link"]["audio_copies"],
+        "host_cpu_percent_of_core": round(100 * cpu / wall, 1),
+        "host_cpu_percent_per_channel": round(100 * cpu / wall / channels, 2),
+        "link_efficiency_up": round(frames * 160 / up, 4) if up else None,
+        "wire_bytes_per_s_up": round(up / wall), "wire_bytes_per_s_down": round(down / wall),
+        "underruns": underruns,
+    }
+
+
+def table(rows: list[tuple[str, str, str]]) -> str:
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    line = "+".join("-" * (x + 2) for x in w)
+    out = ["+" + line + "+"]
+    for i, r in enumerate(rows):
+        out.append("| " + " | ".join(c.ljust(w[j]) for j, c in enumerate(r)) + " |")
+        if i == 0:
+            out.append("+" + line + "+")
+    out.append("+" + line + "+")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="shorter runs (for a smoke check)")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = p.parse_args()
+    secs = 20 if args.quick else 120
+    dtmf = bench_dtmf(secs, 2 if args.quick else 5)
+    eff = framing_efficiency()
+    cp1 = asyncio.run(card_path(1, 5 if args.quick else 15))
+    cp8 = asyncio.run(card_path(8, 5 if args.quick else 15))
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
+              "framing": eff, "card_path": [cp1, cp8]}
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    ratio = dtmf["wrapper_vs_raw"]
+    rows = [("benchmark", "result", "target"),
+            ("DTMF detect, spandsp via raw cffi", f"{dtmf['raw_cffi']['channels_per_core']} channels/core", ""),
+            ("DTMF detect, our wrapper", f"{dtmf['wrapper']['channels_per_core']} channels/core", ""),
+            ("wrapper / raw cffi", f"{ratio:.0%}", ">= 80% " + ("OK" if ratio >= 0.8 else "MISSED")),
+            ("link payload efficiency, card->host", f"{eff['card_to_host']:.1%} ({eff['wire_bytes_up']} B/frame)", ""),
+            ("link payload efficiency, host->card", f"{eff['host_to_card']:.1%} ({eff['wire_bytes_down']} B/frame)", ""),
+            ]
+    for cp in (cp1, cp8):
+        rows.append((f"host CPU, {cp['channels']} active line(s)",
+                     f"{cp['host_cpu_percent_per_channel']}% of a core per line "
+                     f"({cp['host_cpu_percent_of_core']}% total, {cp['audio_copies']} cop{'y' if cp['audio_copies'] == 1 else 'ies'})",
+                     ""))
+        rows.append((f"measured link efficiency up, {cp['channels']} line(s)",
+                     f"{cp['link_efficiency_up']:.1%} ({cp['wire_bytes_per_s_up']} B/s)", ""))
+    print(table(rows))
+    print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
