@@ -57,7 +57,7 @@ class Board(abc.ABC):
     lines: list[Line]
 
     @abc.abstractmethod
-    async def start(self) -> "Board": ...
+    async def start(self) -> Board: ...
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -76,7 +76,7 @@ class Board(abc.ABC):
     @abc.abstractmethod
     async def stats(self) -> dict: ...
 
-    async def __aenter__(self) -> "Board":
+    async def __aenter__(self) -> Board:
         return await self.start()
 
     async def __aexit__(self, *exc) -> None:

@@ -16,8 +16,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from drivers.dsp import (G711, ULAW, ALAW, CallerIdReceiver, DtmfGenerator, DtmfReceiver, EchoCanceller,
-                         LossConcealer, ToneDetector, call_progress)
+from drivers.dsp import (
+    ALAW,
+    G711,
+    ULAW,
+    CallerIdReceiver,
+    DtmfGenerator,
+    DtmfReceiver,
+    EchoCanceller,
+    LossConcealer,
+    ToneDetector,
+    call_progress,
+)
 from drivers.linecard import CardEvent, Hello, LineCardLink, LinkListener, Status
 from firmware.card import wire
 
@@ -42,7 +52,7 @@ class LineCounters:
 
 
 class LineCardLine(Line):
-    def __init__(self, board: "LineCardBoard", channel: int) -> None:
+    def __init__(self, board: LineCardBoard, channel: int) -> None:
         self.board = board
         self.channel = channel
         self.number = channel + 1
@@ -76,7 +86,7 @@ class LineCardLine(Line):
     async def next_event(self, timeout: float | None = None) -> ev.LineEvent | None:
         try:
             return await asyncio.wait_for(self._events.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     async def answer(self) -> None:
@@ -324,7 +334,7 @@ class LineCardBoard(Board, LinkListener):
         self.card_status: Status | None = None
 
     # -- Board -------------------------------------------------------------------------------------
-    async def start(self, timeout: float = 5.0) -> "LineCardBoard":
+    async def start(self, timeout: float = 5.0) -> LineCardBoard:
         await self.link.start(timeout)
         await self.update_copies()
         return self

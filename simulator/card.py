@@ -18,7 +18,7 @@ BOOT_MS = 300  # from reset to the firmware's first HELLO
 
 
 class SimWatchdog:
-    def __init__(self, card: "SimCard", timeout_ms: int) -> None:
+    def __init__(self, card: SimCard, timeout_ms: int) -> None:
         self.card = card
         self.timeout_ms = timeout_ms
         self.last = card.clock.ms()
@@ -85,7 +85,7 @@ class SimCard:
     def url(self) -> str:
         return self.uart.url
 
-    def start(self) -> "SimCard":
+    def start(self) -> SimCard:
         self._thread.start()
         return self
 

@@ -20,13 +20,13 @@ class SimClient:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def parse(cls, address: str) -> "SimClient":
+    def parse(cls, address: str) -> SimClient:
         host, _, port = address.rpartition(":")
         if not port.isdigit():
             raise ValueError(f"simulator control address must be HOST:PORT, not {address!r}")
         return cls(host or "127.0.0.1", int(port))
 
-    async def connect(self) -> "SimClient":
+    async def connect(self) -> SimClient:
         try:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
         except OSError as exc:
@@ -38,7 +38,7 @@ class SimClient:
         if self._writer:
             self._writer.close()
 
-    async def __aenter__(self) -> "SimClient":
+    async def __aenter__(self) -> SimClient:
         return await self.connect()
 
     async def __aexit__(self, *exc) -> None:

@@ -13,10 +13,10 @@ import json
 import logging
 from dataclasses import asdict
 
+from drivers import audiofile as media
 from drivers.dsp import CallerId, Noise
 from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
 
-from drivers import audiofile as media
 from .analysis import analyse
 from .card import SimCard
 from .pstn import RING_CADENCES

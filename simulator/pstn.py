@@ -31,7 +31,7 @@ class Segment:
 
 
 class SimPin:
-    def __init__(self, name: str, line: "SimLine | None" = None, kind: str = "") -> None:
+    def __init__(self, name: str, line: SimLine | None = None, kind: str = "") -> None:
         self.name = name
         self._line = line
         self._kind = kind
@@ -51,7 +51,7 @@ class SimPin:
 
 
 class SimAdc:
-    def __init__(self, line: "SimLine") -> None:
+    def __init__(self, line: SimLine) -> None:
         self._line = line
 
     def read_u16(self) -> int:
@@ -59,7 +59,7 @@ class SimAdc:
 
 
 class SimPcm:
-    def __init__(self, line: "SimLine", receive: bool) -> None:
+    def __init__(self, line: SimLine, receive: bool) -> None:
         self._line = line
         self._receive = receive
 

@@ -12,7 +12,7 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .clock import SimClock
 
@@ -91,7 +91,7 @@ class SimUart:
         return f"socket://{self.address[0]}:{self.address[1]}"
 
     # -- machine.UART --------------------------------------------------------------------
-    def configure(self, baudrate: int, rxbuf: int, txbuf: int) -> "SimUart":
+    def configure(self, baudrate: int, rxbuf: int, txbuf: int) -> SimUart:
         self.baud, self.rxbuf, self.txbuf = baudrate, rxbuf, txbuf
         return self
 

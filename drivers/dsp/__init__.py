@@ -11,7 +11,7 @@ from .callerid import CallerId, CallerIdReceiver, encode_callerid
 from .dtmf import Digit, DtmfGenerator, DtmfReceiver, digit_frequencies
 from .echo import EchoCanceller
 from .errors import SpanDSPError
-from .g711 import ALAW, ULAW, G711
+from .g711 import ALAW, G711, ULAW
 from .levels import dbm0, samples_for_dbm0
 from .noise import Noise
 from .plc import LossConcealer

@@ -13,7 +13,6 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware.card import wire
@@ -101,7 +100,7 @@ class LineCardLink:
         self._task = asyncio.create_task(self._supervise(), name=f"linecard {self.url}")
         try:
             await asyncio.wait_for(self._up.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LinkDown(f"no line card answered on {self.url} within {timeout:.0f} s"
                            + (f" (last error: {self.last_error})" if self.last_error else "")
                            + ": check the cable/port, or start the simulator (`simctl card`)") from None
@@ -194,7 +193,7 @@ class LineCardLink:
                 try:
                     status = await asyncio.wait_for(asyncio.shield(fut), RETRY_S)
                     break
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
             else:
                 self.counters.commands_failed += 1

@@ -28,7 +28,7 @@ class Hello:
     board_id: str
 
     @classmethod
-    def parse(cls, body: bytes) -> "Hello":
+    def parse(cls, body: bytes) -> Hello:
         proto, ma, mi, pa, ch, law, caps, boot, board = struct.unpack(wire.HELLO, body)
         return cls(proto, f"{ma}.{mi}.{pa}", ch, "ulaw" if law == wire.LAW_ULAW else "alaw", caps, boot,
                    board.rstrip(b"\0").decode("ascii", "replace"))
@@ -46,7 +46,7 @@ class CardEvent:
         return EVENT_NAMES.get(self.code, f"event {self.code}")
 
     @classmethod
-    def parse(cls, channel: int, body: bytes) -> "CardEvent":
+    def parse(cls, channel: int, body: bytes) -> CardEvent:
         code, value, ticks = struct.unpack(wire.EVENT, body)
         return cls(channel, code, value, ticks)
 
@@ -59,7 +59,7 @@ class Status:
     copies: int
 
     @classmethod
-    def parse(cls, body: bytes) -> "Status":
+    def parse(cls, body: bytes) -> Status:
         return cls(*struct.unpack(wire.STATUS, body))
 
 

@@ -8,9 +8,24 @@ import sys
 import numpy as np
 import pytest
 
-from drivers.dsp import (ALAW, G711, ULAW, CallerId, CallerIdReceiver, DtmfGenerator, DtmfReceiver, EchoCanceller,
-                         LossConcealer, Noise, ToneDetector, ToneGenerator, call_progress, dbm0, encode_callerid,
-                         two_tone)
+from drivers.dsp import (
+    ALAW,
+    G711,
+    ULAW,
+    CallerId,
+    CallerIdReceiver,
+    DtmfGenerator,
+    DtmfReceiver,
+    EchoCanceller,
+    LossConcealer,
+    Noise,
+    ToneDetector,
+    ToneGenerator,
+    call_progress,
+    dbm0,
+    encode_callerid,
+    two_tone,
+)
 from drivers.dsp.dtmf import digit_frequencies
 
 DIGITS = "1234567890*#ABCD"

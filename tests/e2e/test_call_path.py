@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
 import hal
-
 from drivers.audiofile import speak
 from drivers.dsp import ToneGenerator, ToneSpec, dbm0
 from hal import events as ev

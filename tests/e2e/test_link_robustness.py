@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from drivers.dsp import ToneGenerator, ToneSpec
 from hal import events as ev
 from tests.helpers import answered_call, collect_digits, connected, wait_for
@@ -88,7 +86,7 @@ async def test_the_card_counts_and_drops_bad_frames_and_keeps_working(sim_factor
         got: dict[int, tuple] = {}
         end = time.monotonic() + 5
         while time.monotonic() < end and wire.BROADCAST not in got:
-            for code, ftype, ch, seq, body in deframer.feed(s.recv(65536)):
+            for code, ftype, ch, _seq, body in deframer.feed(s.recv(65536)):
                 if code == wire.OK and ftype == wire.T_STATS:
                     got[ch] = struct.unpack(wire.STATS, body)
     link = dict(zip(wire.LINK_COUNTERS, got[wire.BROADCAST]))
