@@ -173,7 +173,7 @@ def main() -> int:
                      f"{cp['host_cpu_percent_per_channel']}% of a core per line "
                      f"({cp['host_cpu_percent_of_core']}% total, {cp['audio_copies']} cop{'y' if cp['audio_copies'] == 1 else 'ies'})",
                      ""))
-        rows.append((f"measured link efficiency up, {cp['channels']} line(s)",
+        rows.append((f"measured link efficiency up, {cp['channels']} line(s), {cp['audio_copies']} cop{'y' if cp['audio_copies'] == 1 else 'ies'}",
                      f"{cp['link_efficiency_up']:.1%} ({cp['wire_bytes_per_s_up']} B/s)", ""))
     print(table(rows))
     print(f"results written to {args.out}")
