@@ -29,8 +29,10 @@ async def serve_card(args: argparse.Namespace) -> int:
     print(f"simulated line card: {args.channels} lines, {args.baud} baud, speed x{args.speed:g}")
     print(f"  serial port : {card.url}")
     print(f"  control     : {host}:{port}   (simctl call --sim {host}:{port} ...)", flush=True)
-    if args.info_file:
-        Path(args.info_file).write_text(json.dumps(info))
+    if args.info_file:  # written whole, then renamed: a reader never sees half of it
+        tmp = Path(args.info_file + ".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(args.info_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
