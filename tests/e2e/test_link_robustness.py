@@ -95,3 +95,26 @@ async def test_the_card_counts_and_drops_bad_frames_and_keeps_working(sim_factor
     assert link["truncated"] >= 1
     assert link["oversized"] == 1
     assert link["rx_frames"] >= 1  # the good command after the junk was understood and answered
+
+
+async def test_a_card_that_stops_answering_is_noticed_and_the_link_comes_back(sim_factory):
+    import os
+    import signal
+
+    sim = sim_factory("--channels", "1")
+    async with connected(sim) as (board, client):
+        line = await answered_call(board, client, 1)
+        os.kill(sim.proc.pid, signal.SIGSTOP)  # the card hangs: port open, nothing comes out
+        try:
+            t0 = time.monotonic()
+            down = await wait_for(line, ev.LineDown, timeout=3.0)
+            assert "no frame from the card" in down.reason
+            assert time.monotonic() - t0 < 2.0
+            assert not board.connected
+        finally:
+            os.kill(sim.proc.pid, signal.SIGCONT)
+        await wait_for(line, ev.LineUp, timeout=5.0)
+        assert board.connected and board.link.counters.reconnects == 1
+        line = await answered_call(board, client, 1)
+        await client.call("dtmf", line=1, digits="24", on_ms=60, off_ms=60)
+        assert await collect_digits(line, quiet_s=1.0, max_s=5) == "24"
