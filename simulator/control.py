@@ -13,6 +13,8 @@ import json
 import logging
 from dataclasses import asdict
 
+import numpy as np
+
 from drivers import audiofile as media
 from drivers.dsp import CallerId, Noise
 from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
@@ -169,8 +171,6 @@ class ControlServer:
         return await self._wait_done(line.queue(pcm), req) | {"ms": len(pcm) // 8}
 
     async def op_silence(self, req: dict) -> dict:
-        import numpy as np
-
         line = self._line(req)
         ms = int(req.get("ms", 1000))
         return await self._wait_done(line.queue(np.zeros(ms * 8, dtype=np.int16)), req)

@@ -203,3 +203,11 @@ def test_debian_spandsp_g168_canceller_still_prints_per_sample():
             "[lib.echo_can_update(s, (i * 37) % 2000 - 1000, 0) for i in range(400)]")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.count("\n") >= 400
+
+
+def test_package_docstring_example_runs():
+    import doctest
+
+    import drivers.dsp
+
+    assert doctest.testmod(drivers.dsp).failed == 0
