@@ -1,0 +1,128 @@
+"""The node's local state in SQLite (through sqlite-utils): accounts, authentication events,
+alarms, call records, and the outbox of everything HQ must receive.
+
+WAL mode with ``synchronous=FULL``: a row committed here survives a power cut, which is what
+makes "the failure is on disk before the caller hears 'wrong PIN'" true. The schema is versioned
+and migrated forward on open; nothing in the outbox is deleted before HQ acknowledges it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message says which file and what to do."""
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["accounts"].create({"id": str, "name": str, "salt": bytes, "pin_hash": bytes, "kdf": str,
+                           "disabled": int, "created": str}, pk="id", not_null={"salt", "pin_hash", "kdf"},
+                          defaults={"disabled": 0, "name": ""})
+    db["auth_events"].create({"id": int, "at": str, "day": str, "account": str, "known": int, "call_id": str,
+                              "line": int, "outcome": str}, pk="id")
+    db["auth_events"].create_index(["account", "day"])
+    db["auth_events"].create_index(["call_id"])
+    db["alarms"].create({"id": int, "kind": str, "account": str, "raised_at": str, "detail": str,
+                         "cleared_at": str, "cleared_by": str}, pk="id")
+    db["alarms"].create_index(["account", "cleared_at"])
+    db["call_records"].create({"id": str, "line": int, "caller_number": str, "caller_name": str,
+                               "started": str, "answered": str, "ended": str, "ivr_path": str,
+                               "auth_outcome": str, "account": str, "disposition": str}, pk="id")
+    db["outbox"].create({"id": int, "key": str, "kind": str, "payload": str, "created": str, "acked_at": str},
+                        pk="id")
+    db["outbox"].create_index(["key"], unique=True)
+    db["outbox"].create_index(["acked_at"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    key: str
+    kind: str
+    payload: dict
+
+
+class Store:
+    """One node's database. Safe to share between the asyncio loop and worker threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA user_version")  # touches the file: a corrupt one fails here
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"cannot open the node database {self.path}: {exc}. If the file is damaged, "
+                             "move it aside and restore the last backup") from exc
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        with self._lock:
+            have = self.schema_version
+            if have > len(MIGRATIONS):
+                raise StoreError(f"{self.path} has schema version {have}, newer than this software "
+                                 f"({len(MIGRATIONS)}): update the node software, or restore a backup")
+            for version, step in enumerate(MIGRATIONS[have:], start=have + 1):
+                with self.transaction():
+                    step(self.db)
+                    self.db.execute(f"PRAGMA user_version={version}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One atomic, durable unit of work (committed, fsynced, on leaving the block)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- outbox ----------------------------------------------------------------------------------
+    def enqueue(self, db: sqlite_utils.Database, kind: str, key: str, payload: dict) -> None:
+        """Add to the outbox inside the caller's transaction; the same key twice is one item."""
+        db["outbox"].insert({"key": key, "kind": kind, "payload": json.dumps(payload, sort_keys=True),
+                             "created": now_utc(), "acked_at": None}, ignore=True)
+
+    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
+        rows = self.db.query("SELECT id, key, kind, payload FROM outbox WHERE acked_at IS NULL ORDER BY id LIMIT ?",
+                             [limit])
+        return [OutboxItem(r["id"], r["key"], r["kind"], json.loads(r["payload"])) for r in rows]
+
+    def outbox_ack(self, keys: list[str]) -> int:
+        """HQ has these: mark them (they are kept, acknowledged, for the record)."""
+        with self.transaction() as db:
+            stamp = now_utc()
+            cur = db.execute(f"UPDATE outbox SET acked_at = ? WHERE acked_at IS NULL AND key IN "
+                             f"({','.join('?' * len(keys))})", [stamp, *keys])
+            return cur.rowcount

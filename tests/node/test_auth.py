@@ -1,0 +1,188 @@
+"""Local authentication and its store: the branch's rules, durability, and no PIN anywhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from node_agent.auth import Authenticator, AuthError
+from node_agent.store import Store, StoreError
+from tests.conftest import ROOT
+
+PIN = "482913"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "node.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def auth(store):
+    a = Authenticator(store, max_daily_failures=5, today=lambda: "2026-11-23")
+    a.add_account("6222001234", PIN, name="ZHAO LEI")
+    return a
+
+
+async def test_right_pin_verifies(auth):
+    out = await auth.verify("6222001234", PIN, call_id="c1", line=1)
+    assert out.result == "verified" and not out.end_call and out.call_failures == 0
+
+
+async def test_three_wrong_pins_in_one_call_end_it(auth):
+    results = [await auth.verify("6222001234", "000000", call_id="c1", line=1) for _ in range(3)]
+    assert [r.result for r in results] == ["wrong"] * 3
+    assert [r.call_failures for r in results] == [1, 2, 3]
+    assert [r.end_call for r in results] == [False, False, True]
+
+
+async def test_a_success_resets_the_consecutive_count(auth):
+    await auth.verify("6222001234", "000000", call_id="c1")
+    await auth.verify("6222001234", "000000", call_id="c1")
+    assert (await auth.verify("6222001234", PIN, call_id="c1")).result == "verified"
+    assert (await auth.verify("6222001234", "000000", call_id="c1")).call_failures == 1
+
+
+async def test_more_than_n_failures_in_a_day_blacklist_until_the_alarm_is_cleared(auth, store):
+    outs = []
+    for call in range(3):  # spread over calls and lines
+        for _ in range(2):
+            outs.append(await auth.verify("6222001234", "111111", call_id=f"c{call}", line=call + 1))
+    assert [o.blacklisted_now for o in outs] == [False] * 5 + [True]  # the 6th failure: more than 5
+    alarms = auth.alarms()
+    assert len(alarms) == 1 and alarms[0]["kind"] == "blacklist" and alarms[0]["account"] == "6222001234"
+    assert (await auth.verify("6222001234", PIN, call_id="c9")).result == "blacklisted"
+    assert auth.accounts()[0]["blacklisted"] is True
+    kinds = [i.kind for i in store.outbox_pending()]
+    assert kinds.count("alarm") == 1 and kinds.count("auth_event") == 7
+    auth.clear_alarm(alarms[0]["id"], by="admin")
+    assert (await auth.verify("6222001234", PIN, call_id="c10")).result == "verified"
+    assert auth.alarms() == [] and len(auth.alarms(include_cleared=True)) == 1
+    # clearing resets the day's count: it takes another n+1 failures to blacklist again
+    for _ in range(5):
+        assert not (await auth.verify("6222001234", "111111", call_id="c11")).blacklisted_now
+    with pytest.raises(AuthError, match="already cleared"):
+        auth.clear_alarm(alarms[0]["id"], by="admin")
+    with pytest.raises(AuthError, match="no alarm 99"):
+        auth.clear_alarm(99, by="admin")
+
+
+async def test_a_new_day_starts_a_new_count(store):
+    day = ["2026-11-23"]
+    auth = Authenticator(store, max_daily_failures=2, today=lambda: day[0])
+    auth.add_account("6222001234", PIN)
+    for _ in range(2):
+        await auth.verify("6222001234", "1", call_id="a")
+    day[0] = "2026-11-24"
+    assert not (await auth.verify("6222001234", "1", call_id="b")).blacklisted_now
+
+
+async def test_unknown_account_is_indistinguishable_from_a_wrong_pin(store):
+    auth = Authenticator(store, max_daily_failures=1000, today=lambda: "2026-11-23")
+    auth.add_account("6222001234", PIN)
+    unknown = await auth.verify("6222009999", "000000", call_id="u1")
+    wrong = await auth.verify("6222001234", "000000", call_id="w1")
+    assert (unknown.result, unknown.call_failures, unknown.end_call) == (wrong.result, wrong.call_failures, wrong.end_call)
+    # the same work: scrypt runs for an unknown account too (medians of interleaved runs)
+    t_unknown, t_wrong = [], []
+    for i in range(9):
+        for acct, out in (("6222009999", t_unknown), ("6222001234", t_wrong)):
+            t = time.perf_counter()
+            auth.verify_sync(acct, "000000", call_id=f"t{i}")
+            out.append(time.perf_counter() - t)
+    diff_ms = abs(statistics.median(t_unknown) - statistics.median(t_wrong)) * 1000
+    assert statistics.median(t_wrong) > 0.02  # deliberately slow
+    assert diff_ms < 8, diff_ms
+    # and unknown accounts never raise an alarm (that would tell which ones exist)
+    strict = Authenticator(store, max_daily_failures=2, today=lambda: "2026-11-23")
+    for i in range(10):
+        await strict.verify("6222009999", "000000", call_id=f"x{i}")
+    assert strict.alarms() == []
+
+
+async def test_the_pin_is_nowhere(auth, store, tmp_path, caplog):
+    with caplog.at_level(logging.DEBUG):
+        await auth.verify("6222001234", "777777", call_id="c1")
+        await auth.verify("6222001234", PIN, call_id="c1")
+        for _ in range(6):
+            await auth.verify("6222001234", "777777", call_id="c2")
+    store.db.execute("PRAGMA wal_checkpoint(FULL)")
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("node.db"))
+    for secret in (PIN, "777777"):
+        assert secret.encode() not in raw
+        assert secret not in caplog.text
+        assert secret not in repr(await auth.verify("6222001234", secret, call_id="c3"))
+
+
+def test_admin_input_is_checked(auth):
+    with pytest.raises(AuthError, match="must be 4 to 20 digits"):
+        auth.add_account("12ab", "1234")
+    with pytest.raises(AuthError, match="PIN for account 62220012345 must be 4 to 12 digits"):
+        auth.add_account("62220012345", "12")
+    with pytest.raises(AuthError, match="exists already"):
+        auth.add_account("6222001234", "1234")
+    with pytest.raises(AuthError, match="no account 999999"):
+        auth.set_disabled("999999")
+
+
+async def test_a_disabled_account_fails_like_a_wrong_pin(auth):
+    auth.set_disabled("6222001234")
+    assert (await auth.verify("6222001234", PIN, call_id="c")).result == "wrong"
+
+
+def test_a_failure_is_on_disk_before_verify_returns(tmp_path):
+    """The process is killed (-9) right after verify returns: the failure is still counted."""
+    db = tmp_path / "node.db"
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from node_agent.auth import Authenticator
+from node_agent.store import Store
+a = Authenticator(Store({str(db)!r}), today=lambda: "2026-11-23")
+a.add_account("6222001234", "482913")
+a.verify_sync("6222001234", "000000", call_id="k1")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert res.returncode == -9
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM auth_events WHERE outcome = 'wrong'").fetchone()[0] == 1
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_outbox_keeps_items_until_acknowledged(store):
+    with store.transaction() as db:
+        store.enqueue(db, "call_record", "call-1", {"line": 1})
+        store.enqueue(db, "call_record", "call-1", {"line": 1})  # the same key: one item
+        store.enqueue(db, "call_record", "call-2", {"line": 2})
+    assert [i.key for i in store.outbox_pending()] == ["call-1", "call-2"]
+    assert store.outbox_ack(["call-1"]) == 1
+    assert [i.key for i in store.outbox_pending()] == ["call-2"]
+    assert store.db["outbox"].count == 2  # acknowledged items are kept, marked
+
+
+def test_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path):
+    path = tmp_path / "node.db"
+    Store(path).close()
+    s = Store(path)
+    assert s.schema_version == 1
+    s.db.execute("PRAGMA user_version=7")
+    s.close()
+    with pytest.raises(StoreError, match="schema version 7, newer than this software"):
+        Store(path)
+
+
+def test_a_damaged_database_says_what_to_do(tmp_path):
+    path = tmp_path / "node.db"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(StoreError, match="move it aside and restore the last backup"):
+        Store(path)
