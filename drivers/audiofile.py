@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +40,27 @@ def to_8k(path: str | Path) -> np.ndarray:
     return np.frombuffer(res.stdout, dtype="<i2").astype(np.int16)
 
 
+def synthesize(text: str, voice: str = "en") -> np.ndarray:
+    """``text`` spoken by espeak-ng in ``voice`` (en, cmn, yue, ...), as 8 kHz int16 (no cache)."""
+    espeak = _need("espeak-ng", "espeak-ng")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        res = subprocess.run([espeak, "-v", voice, "-w", str(wav), text], capture_output=True, check=False)
+        if res.returncode != 0 or not wav.is_file():
+            raise MediaError(f"espeak-ng failed for voice {voice!r}: {res.stderr.decode(errors='replace').strip()}")
+        return to_8k(wav)
+
+
 def speak(text: str, voice: str = "en", cache_dir: str | Path | None = None) -> np.ndarray:
-    """``text`` spoken by espeak-ng in ``voice`` (en, cmn, yue, ...), as 8 kHz int16."""
+    """:func:`synthesize`, cached by text and voice (for simulated callers and tests)."""
     cache = Path(cache_dir or os.environ.get("BRANCHNODE_CACHE", Path.home() / ".cache" / "branchnode")) / "speech"
     key = hashlib.sha256(f"{voice}\0{text}".encode()).hexdigest()[:24]
     raw = cache / f"{key}.s16"
     if raw.is_file():
         return np.fromfile(raw, dtype="<i2").astype(np.int16)
-    espeak = _need("espeak-ng", "espeak-ng")
+    pcm = synthesize(text, voice)
     cache.mkdir(parents=True, exist_ok=True)
-    wav = cache / f"{key}.wav"
-    res = subprocess.run([espeak, "-v", voice, "-w", str(wav), text], capture_output=True, check=False)
-    if res.returncode != 0 or not wav.is_file():
-        raise MediaError(f"espeak-ng failed for voice {voice!r}: {res.stderr.decode(errors='replace').strip()}")
-    pcm = to_8k(wav)
-    wav.unlink()
-    pcm.astype("<i2").tofile(raw)
+    tmp = raw.with_suffix(".tmp")
+    pcm.astype("<i2").tofile(tmp)
+    tmp.replace(raw)
     return pcm

@@ -40,7 +40,11 @@ def start_sim(tmp_path: Path, *args: str) -> SimProcess:
             proc.kill()
             raise RuntimeError(f"simulator did not start: {log.read_text()}")
         time.sleep(0.05)
-    data = json.loads(info.read_text())
+    try:
+        data = json.loads(info.read_text())
+    except (OSError, ValueError):
+        proc.kill()  # never leave a simulator behind
+        raise
     return SimProcess(data["serial"], data["control"], proc, log)
 
 

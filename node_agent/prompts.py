@@ -1,0 +1,103 @@
+"""Prompts: text spoken by espeak-ng per language, or WAV files of any rate, converted once to
+8 kHz G.711 and cached by content hash. A changed prompt costs one synthesis; a start-up with
+an unchanged configuration costs none."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drivers.audiofile import MediaError, synthesize, to_8k
+from drivers.dsp import G711, ULAW
+
+from .config import NodeConfig, Prompt
+
+log = logging.getLogger("node_agent.prompts")
+VOICES = {"en": "en", "cmn": "cmn", "yue": "yue"}  # our language codes -> espeak-ng voices
+FORMAT = "ulaw8k-v1"  # part of every cache key: changing the stored format invalidates the cache
+
+
+class PromptError(RuntimeError):
+    """A prompt cannot be produced; says which and why."""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    built: int
+    cached: int
+    cache_dir: Path
+
+
+class PromptLibrary:
+    def __init__(self, config: NodeConfig, cache_dir: Path | None = None) -> None:
+        self.config = config
+        self.cache_dir = cache_dir or config.data_dir / "prompts"
+        self._codec = G711(ULAW)
+        self._loaded: dict[tuple[str, str], np.ndarray] = {}
+
+    def _key(self, prompt: Prompt, language: str) -> tuple[str, str | None]:
+        """(cache key, text or None for a WAV) of one prompt in one language."""
+        if prompt.wav is not None:
+            try:
+                data = prompt.wav.read_bytes()
+            except OSError as exc:
+                raise PromptError(f"prompt {prompt.name!r}: cannot read {prompt.wav}: {exc}") from exc
+            return hashlib.sha256(FORMAT.encode() + b"\0wav\0" + data).hexdigest(), None
+        text = prompt.texts.get(language) or prompt.texts.get(self.config.language) or next(iter(prompt.texts.values()))
+        voice = VOICES[language if language in prompt.texts else self.config.language]
+        return hashlib.sha256(f"{FORMAT}\0{voice}\0{text}".encode()).hexdigest(), text
+
+    def _file(self, key: str) -> Path:
+        return self.cache_dir / f"{key[:32]}.ulaw"
+
+    def _produce(self, prompt: Prompt, language: str, text: str | None) -> np.ndarray:
+        try:
+            if text is None:
+                return to_8k(prompt.wav)
+            return synthesize(text, VOICES[language if language in prompt.texts else self.config.language])
+        except MediaError as exc:
+            raise PromptError(f"prompt {prompt.name!r} ({language}): {exc}") from exc
+
+    def build(self) -> BuildReport:
+        """Make sure every prompt in every language is in the cache; returns what it had to do."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        built = cached = 0
+        languages = {self.config.language} | {
+            lang for flow in self.config.flows.values() for node in flow.nodes.values()
+            if node.type == "language" for lang in node["options"].values()}
+        for prompt in self.config.prompts.values():
+            for language in sorted(languages if prompt.wav is None else {self.config.language}):
+                key, text = self._key(prompt, language)
+                path = self._file(key)
+                if path.is_file():
+                    cached += 1
+                    continue
+                pcm = self._produce(prompt, language, text)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(self._codec.encode(pcm))
+                tmp.replace(path)  # whole or not at all: a power cut leaves no half prompt
+                built += 1
+                log.info("prompt %s (%s): %.1f s", prompt.name, language, len(pcm) / 8000)
+        return BuildReport(built, cached, self.cache_dir)
+
+    def get(self, name: str, language: str) -> np.ndarray:
+        """A prompt as 8 kHz int16, from the cache (built on first use if missing)."""
+        hit = self._loaded.get((name, language))
+        if hit is not None:
+            return hit
+        prompt = self.config.prompts.get(name)
+        if prompt is None:
+            raise PromptError(f"no prompt {name!r} in {self.config.path}")
+        key, text = self._key(prompt, language)
+        path = self._file(key)
+        if not path.is_file():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            pcm = self._produce(prompt, language, text)
+            path.write_bytes(self._codec.encode(pcm))
+        pcm = self._codec.decode(path.read_bytes())
+        self._loaded[(name, language)] = pcm
+        return pcm

@@ -1,0 +1,51 @@
+"""Prompts are synthesised or converted once, cached by content, and a change costs one synthesis."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from node_agent.config import load
+from node_agent.prompts import PromptError, PromptLibrary
+from simulator.analysis import analyse
+from tests.node.test_config import GOOD
+
+
+def test_build_once_then_only_what_changed(tmp_path):
+    cfg_path = tmp_path / "branch.toml"
+    cfg_path.write_text(GOOD, encoding="utf-8")
+    lib = PromptLibrary(load(cfg_path))
+    first = lib.build()
+    assert first.built == 6 and first.cached == 0  # 3 prompts x 2 languages
+    again = PromptLibrary(load(cfg_path)).build()
+    assert again.built == 0 and again.cached == 6  # a restart synthesises nothing
+    cfg_path.write_text(GOOD.replace('en = "Goodbye"', 'en = "Goodbye and thank you"'), encoding="utf-8")
+    changed = PromptLibrary(load(cfg_path)).build()
+    assert changed.built == 1 and changed.cached == 5
+    bye_en = PromptLibrary(load(cfg_path)).get("bye", "en")
+    bye_cmn = PromptLibrary(load(cfg_path)).get("bye", "cmn")
+    assert len(bye_en) > 8000 * 0.8 and analyse(bye_en)["active_fraction"] > 0.5
+    assert len(bye_cmn) != len(bye_en)  # a different language, a different recording
+
+
+def test_wav_prompts_of_any_rate_are_converted(tmp_path):
+    wav = tmp_path / "hold.wav"
+    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", str(wav), "synth", "1.5", "sine", "700"], check=True)
+    cfg_path = tmp_path / "branch.toml"
+    cfg_path.write_text(GOOD + '\n[prompts.hold]\nwav = "hold.wav"\n', encoding="utf-8")
+    lib = PromptLibrary(load(cfg_path))
+    pcm = lib.get("hold", "en")
+    assert abs(len(pcm) - 12000) < 50
+    assert abs(analyse(pcm)["peak_hz"][0] - 700) < 5
+
+
+def test_a_wav_that_disappears_gives_a_clear_error(tmp_path):
+    wav = tmp_path / "hold.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(wav), "synth", "0.2", "sine", "500"], check=True)
+    cfg_path = tmp_path / "branch.toml"
+    cfg_path.write_text(GOOD + '\n[prompts.hold]\nwav = "hold.wav"\n', encoding="utf-8")
+    cfg = load(cfg_path)
+    wav.unlink()
+    with pytest.raises(PromptError, match="prompt 'hold': cannot read .*hold.wav"):
+        PromptLibrary(cfg).build()
