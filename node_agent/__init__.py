@@ -1,2 +1,3 @@
-"""The branch node daemon. At this stage: a minimal loop that answers calls on every line,
-greets the caller, and reports caller ID and the digits it hears."""
+"""The branch node daemon: calls, the IVR, local authentication, state, and ``nodectl``."""
+
+__version__ = "0.1.0"

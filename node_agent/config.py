@@ -104,6 +104,7 @@ class NodeConfig:
     lines: dict[int, LineConfig] = field(default_factory=dict)
     prompts: dict[str, Prompt] = field(default_factory=dict)
     flows: dict[str, Flow] = field(default_factory=dict)
+    answer_on_ring: int = 2
 
 
 def load(path: str | Path) -> NodeConfig:
@@ -143,10 +144,14 @@ class _Checker:
         mdf = node.get("max_daily_failures", 5)
         if not isinstance(mdf, int) or mdf < 1:
             self.bad("node", f"max_daily_failures must be a whole number of at least 1, not {mdf!r}")
+        aor = node.get("answer_on_ring", 2)
+        if not isinstance(aor, int) or not 1 <= aor <= 10:
+            self.bad("node", f"answer_on_ring must be 1 to 10, not {aor!r} (2 lets caller ID arrive first)")
         for key in node:
-            if key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures", "hq"):
+            if key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures", "hq",
+                           "answer_on_ring"):
                 self.bad("node", f"unknown setting {key!r}")
-        data_dir = self.path.parent / str(node.get("data_dir", "data"))
+        data_dir = (self.path.parent / str(node.get("data_dir", "data"))).resolve()
         prompts = self._prompts(raw.get("prompts", {}))
         flows = {name: self._flow(name, body, prompts) for name, body in raw.get("flows", {}).items()}
         if not flows:
@@ -156,7 +161,7 @@ class _Checker:
         if self.problems:
             raise ConfigError(self.path, self.problems)
         return NodeConfig(self.path, node_id, card, data_dir, country, language, mdf, lines, prompts,
-                          {k: v for k, v in flows.items() if v is not None})
+                          {k: v for k, v in flows.items() if v is not None}, aor)
 
     def _lines(self, table: dict, flows: dict) -> dict[int, LineConfig]:
         out = {}

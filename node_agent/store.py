@@ -44,7 +44,13 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["acked_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db["recordings"].create({"id": int, "call_id": str, "kind": str, "path": str, "ms": int,
+                             "caller_number": str, "at": str}, pk="id")
+    db["callbacks"].create({"id": int, "call_id": str, "number": str, "caller_number": str, "at": str}, pk="id")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def now_utc() -> str:

@@ -1,0 +1,100 @@
+"""The node daemon: configuration, state, prompts, the card, and a runner per line.
+
+It waits for the card rather than giving up, and publishes its state to ``status.json`` in the
+data directory every second (written whole, then renamed) for ``nodectl status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import hal
+
+from . import __version__
+from .auth import Authenticator
+from .calls import LineRunner
+from .config import NodeConfig
+from .ivr import Ivr
+from .prompts import PromptLibrary
+from .store import Store
+
+log = logging.getLogger("node_agent")
+
+
+class Node:
+    def __init__(self, config: NodeConfig, *, clock=datetime.now) -> None:
+        self.config = config
+        self.store = Store(config.data_dir / "node.db")
+        self.auth = Authenticator(self.store, max_daily_failures=config.max_daily_failures)
+        self.prompts = PromptLibrary(config)
+        self.ivr = Ivr(config, self.prompts, self.auth, self.store, clock=clock)
+        self.board = hal.open(config.card, hal.BoardConfig(country=config.country))
+        self.runners: list[LineRunner] = []
+        self.started = time.time()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        report = await asyncio.to_thread(self.prompts.build)
+        log.info("prompts: %d built, %d cached", report.built, report.cached)
+        while True:
+            try:
+                await self.board.start(timeout=10)
+                break
+            except ConnectionError as exc:
+                log.warning("%s; retrying", exc)
+        ident = self.board.identity
+        log.info("card %s firmware %s, %d lines", ident.board_id, ident.firmware, ident.channels)
+        for n, lc in sorted(self.config.lines.items()):
+            if n > len(self.board.lines):
+                log.error("line %d is configured but the card has only %d lines", n, len(self.board.lines))
+                continue
+            self.runners.append(LineRunner(self.board.lines[n - 1], lc, self.ivr, self.store,
+                                           answer_on_ring=self.config.answer_on_ring,
+                                           language=self.config.language))
+        tasks = [asyncio.create_task(r.run(), name=f"line {r.line.number}") for r in self.runners]
+        tasks.append(asyncio.create_task(self._publish(), name="status"))
+        if ready is not None:
+            ready.set()
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await self.board.close()
+            self.store.close()
+
+    def status(self) -> dict:
+        ident = self.board.identity
+        link = self.board.link.counters if hasattr(self.board, "link") else None
+        return {
+            "node": self.config.node_id, "version": __version__, "pid": os.getpid(), "updated": time.time(),
+            "uptime_s": round(time.time() - self.started), "card": {
+                "url": self.config.card, "connected": self.board.connected,
+                "board": ident.board_id if ident else None, "firmware": ident.firmware if ident else None,
+                "bad_frames": sum(link.bad_frames.values()) if link else None,
+                "reconnects": link.reconnects if link else None},
+            "lines": [{"line": r.line.number, "number": r.config.number, "flow": r.config.flow, "state": r.state,
+                       "calls": r.calls, "caller": r.current.caller_number if r.current else "",
+                       "node": r.current.path[-1] if r.current and r.current.path else ""} for r in self.runners],
+            "open_alarms": len(self.auth.alarms()), "outbox_pending": len(self.store.outbox_pending(1000)),
+        }
+
+    async def _publish(self) -> None:
+        path = self.config.data_dir / "status.json"
+        while True:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.status()))
+            tmp.replace(path)
+            await asyncio.sleep(1.0)
+
+
+def read_status(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,311 @@
+"""The IVR: runs a flow from the configuration on one answered call.
+
+Prompts can be interrupted by a key (barge-in) and keys typed ahead are kept for the next
+question. Every node type of the configuration has a handler here; a handler returns the name of
+the next node, or None when the IVR part of the call is over. PIN digits never leave the
+``authenticate`` handler: the path records node names only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import wave
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from hal import Line
+
+from .auth import Authenticator
+from .config import FlowNode, NodeConfig
+from .prompts import PromptLibrary
+
+log = logging.getLogger("node_agent.ivr")
+
+
+class CallEnded(Exception):
+    """The caller hung up or the line went down: the flow stops where it is."""
+
+
+class KeyBuffer:
+    """Keys the caller pressed and nobody has read yet (typed-ahead keys are kept)."""
+
+    MAX = 64  # a caller pressing 50 keys in 2 s loses nothing that could matter
+
+    def __init__(self) -> None:
+        self._keys: deque[str] = deque(maxlen=self.MAX)
+        self._event = asyncio.Event()
+        self.dropped = 0
+
+    def push(self, key: str) -> None:
+        if len(self._keys) == self.MAX:
+            self.dropped += 1
+        self._keys.append(key)
+        self._event.set()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+    async def get(self, timeout_ms: int) -> str | None:
+        """The next key, or None after ``timeout_ms`` without one."""
+        if not self._keys:
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout_ms / 1000)
+            except TimeoutError:
+                return None
+        return self._keys.popleft()
+
+
+@dataclass
+class Call:
+    """One call's IVR state. ``path`` is what the call record keeps."""
+
+    call_id: str
+    line: Line
+    language: str
+    caller_number: str = ""
+    keys: KeyBuffer = field(default_factory=KeyBuffer)
+    path: list[str] = field(default_factory=list)
+    heard: list[str] = field(default_factory=list)  # prompts played, in order
+    values: dict[str, str] = field(default_factory=dict)
+    auth_outcome: str = ""
+    account: str = ""
+    disposition: str = ""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Ivr:
+    def __init__(self, config: NodeConfig, prompts: PromptLibrary, auth: Authenticator, store,
+                 *, clock: Callable[[], datetime] = datetime.now) -> None:
+        self.config = config
+        self.prompts = prompts
+        self.auth = auth
+        self.store = store
+        self.clock = clock
+        self.recordings = config.data_dir / "recordings"
+
+    async def run(self, call: Call, flow_name: str) -> None:
+        flow = self.config.flows[flow_name]
+        name: str | None = flow.start
+        steps = 0
+        while name is not None:
+            steps += 1
+            if steps > 1000:  # the checker forbids loops without exit; this guards a caller looping for ever
+                call.disposition = call.disposition or "too_many_steps"
+                return
+            node = flow.nodes[name]
+            call.path.append(name)
+            handler = getattr(self, f"_{node.type}")
+            name = await handler(call, node)
+
+    # -- building blocks --------------------------------------------------------------------------
+    def _check(self, call: Call) -> None:
+        if call.ended.is_set():
+            raise CallEnded()
+
+    async def play(self, call: Call, names: list[str], *, barge_in: bool = True) -> bool:
+        """Play prompts; returns True if a key interrupted them (the key stays in the buffer)."""
+        self._check(call)
+        audio = call.line.audio
+        for name in names:
+            if barge_in and len(call.keys):
+                audio.clear()
+                return True
+            call.heard.append(name)
+            audio.write(self.prompts.get(name, call.language))
+            drained = asyncio.ensure_future(audio.drained())
+            try:
+                while not drained.done():
+                    await asyncio.wait([drained], timeout=0.02)
+                    self._check(call)
+                    if barge_in and len(call.keys):
+                        audio.clear()
+                        return True
+            finally:
+                drained.cancel()
+        return False
+
+    async def _ask_digits(self, call: Call, *, min_digits: int, max_digits: int, terminator: str | None,
+                          first_ms: int, inter_ms: int) -> str | None:
+        """Digits up to the terminator / max / a pause; None if nothing came."""
+        key = await call.keys.get(first_ms)
+        self._check(call)
+        if key is None:
+            return None
+        digits = ""
+        while key is not None:
+            if terminator and key == terminator:
+                break
+            digits += key
+            if len(digits) >= max_digits:
+                break
+            key = await call.keys.get(inter_ms)
+            self._check(call)
+        return digits
+
+    # -- node types ---------------------------------------------------------------------------------
+    async def _play(self, call: Call, node: FlowNode) -> str | None:
+        await self.play(call, node["prompts"])
+        return node["next"]
+
+    async def _menu(self, call: Call, node: FlowNode) -> str | None:
+        for _ in range(node.get("retries", 3)):
+            await self.play(call, [node["prompt"]])
+            key = await call.keys.get(node.get("timeout_ms", 5000))
+            self._check(call)
+            if key is None:
+                if node.get("timeout_prompt"):
+                    await self.play(call, [node["timeout_prompt"]])
+                continue
+            target = node["options"].get(key)
+            if target is not None:
+                return target
+            call.keys.clear()  # after a wrong key, what was typed ahead is not meant for the menu
+            if node.get("invalid_prompt"):
+                await self.play(call, [node["invalid_prompt"]], barge_in=False)
+        return node["on_fail"]
+
+    async def _language(self, call: Call, node: FlowNode) -> str | None:
+        for _ in range(node.get("retries", 3)):
+            await self.play(call, [node["prompt"]])
+            key = await call.keys.get(node.get("timeout_ms", 5000))
+            self._check(call)
+            if key is not None and key in node["options"]:
+                call.language = node["options"][key]
+                return node["next"]
+            call.keys.clear()
+        return node["on_fail"]
+
+    async def _collect(self, call: Call, node: FlowNode) -> str | None:
+        lo, hi = node.get("min_digits", 1), node.get("max_digits", 20)
+        for _ in range(node.get("retries", 3)):
+            await self.play(call, [node["prompt"]])
+            digits = await self._ask_digits(call, min_digits=lo, max_digits=hi,
+                                            terminator=node.get("terminator", "#"),
+                                            first_ms=node.get("first_digit_timeout_ms", 5000),
+                                            inter_ms=node.get("inter_digit_timeout_ms", 3000))
+            if digits is not None and lo <= len(digits) <= hi:
+                call.values[node["store_as"]] = digits
+                return node["next"]
+            call.keys.clear()
+            if digits is not None and node.get("invalid_prompt"):
+                await self.play(call, [node["invalid_prompt"]], barge_in=False)
+        return node["on_fail"]
+
+    async def _authenticate(self, call: Call, node: FlowNode) -> str | None:
+        first, inter = node.get("first_digit_timeout_ms", 6000), node.get("inter_digit_timeout_ms", 4000)
+        while True:
+            await self.play(call, [node["account_prompt"]])
+            account = await self._ask_digits(call, min_digits=4, max_digits=20, terminator="#",
+                                             first_ms=first, inter_ms=inter)
+            await self.play(call, [node["pin_prompt"]])
+            pin = await self._ask_digits(call, min_digits=4, max_digits=12, terminator="#",
+                                         first_ms=first, inter_ms=inter)
+            # an empty or timed-out entry is checked like any other: same prompts, same count
+            outcome = await self.auth.verify(account or "", pin or "", call_id=call.call_id,
+                                             line=call.line.number)
+            del pin
+            call.account = outcome.account
+            call.auth_outcome = outcome.result
+            if outcome.result == "verified":
+                return node["next"]
+            call.keys.clear()
+            if outcome.result == "blacklisted":
+                await self.play(call, [node["blacklisted_prompt"], node["goodbye_prompt"]], barge_in=False)
+                return node["on_fail"]
+            await self.play(call, [node["wrong_prompt"]], barge_in=False)
+            if outcome.end_call:
+                call.auth_outcome = "failed"
+                await self.play(call, [node["goodbye_prompt"]], barge_in=False)
+                return node["on_fail"]
+
+    async def _schedule(self, call: Call, node: FlowNode) -> str | None:
+        now = self.clock()
+        if now.date().isoformat() in node.get("holidays", []):
+            return node["closed"]
+        span = node["hours"].get(("mon", "tue", "wed", "thu", "fri", "sat", "sun")[now.weekday()])
+        if span:
+            start, end = span.split("-")
+            if start <= now.strftime("%H:%M") < end:
+                return node["open"]
+        return node["closed"]
+
+    async def _record(self, call: Call, node: FlowNode) -> str | None:
+        await self.play(call, [node["prompt"]], barge_in=False)
+        call.keys.clear()
+        frames: list[np.ndarray] = []
+        max_frames = node.get("max_ms", 60000) // 20
+        audio = call.line.audio
+        audio.reset()  # only what the caller says from now on
+        try:
+            while len(frames) < max_frames:
+                self._check(call)
+                try:
+                    frames.append(await asyncio.wait_for(audio.read(), 0.5))
+                except TimeoutError:
+                    continue
+                if len(call.keys) and call.keys._keys[-1] == "#":  # '#' ends the message
+                    call.keys.clear()
+                    break
+        finally:
+            # a caller who hangs up mid-message still leaves the message
+            self._save_recording(call, node["kind"], frames)
+        return node["next"]
+
+    def _save_recording(self, call: Call, kind: str, frames: list[np.ndarray]) -> None:
+        if not frames:
+            return
+        self.recordings.mkdir(parents=True, exist_ok=True)
+        path = self.recordings / f"{call.call_id}-{kind}.wav"
+        pcm = np.concatenate(frames).astype("<i2")
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(pcm.tobytes())
+        with self.store.transaction() as db:
+            db["recordings"].insert({"call_id": call.call_id, "kind": kind, "path": str(path),
+                                     "ms": len(pcm) // 8, "caller_number": call.caller_number,
+                                     "at": datetime.now().isoformat(timespec="seconds")})
+            self.store.enqueue(db, "recording", f"recording-{call.call_id}-{kind}",
+                               {"call_id": call.call_id, "kind": kind, "ms": len(pcm) // 8})
+        call.values[f"recording_{kind}"] = str(path)
+
+    async def _callback(self, call: Call, node: FlowNode) -> str | None:
+        await self.play(call, [node["prompt"]])
+        number = await self._ask_digits(call, min_digits=5, max_digits=20, terminator="#", first_ms=8000,
+                                        inter_ms=4000)
+        if number and len(number) >= 5:
+            with self.store.transaction() as db:
+                db["callbacks"].insert({"call_id": call.call_id, "number": number,
+                                        "caller_number": call.caller_number,
+                                        "at": datetime.now().isoformat(timespec="seconds")})
+                self.store.enqueue(db, "callback", f"callback-{call.call_id}",
+                                   {"call_id": call.call_id, "number": number})
+            call.values["callback"] = number
+            await self.play(call, [node["confirm_prompt"]], barge_in=False)
+        return node["next"]
+
+    async def _transfer(self, call: Call, node: FlowNode) -> str | None:
+        # HQ is not wired yet (central_link): every transfer takes its configured fallback
+        if node.get("prompt"):
+            await self.play(call, [node["prompt"]], barge_in=False)
+        call.disposition = "transfer_fallback"
+        return node["fallback"]
+
+    async def _hangup(self, call: Call, node: FlowNode) -> str | None:
+        if node.get("prompt"):
+            await self.play(call, [node["prompt"]], barge_in=False)
+        call.disposition = call.disposition or "completed"
+        return None
+
+
+__all__ = ["Call", "CallEnded", "Ivr", "KeyBuffer"]
