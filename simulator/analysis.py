@@ -50,3 +50,82 @@ def analyse(pcm: np.ndarray, country: str = "cn") -> dict:
         "digits": digits,
         "tones": tones,
     }
+
+
+def spot(heard: np.ndarray, refs: dict[str, np.ndarray], *, prefix_ms: int = 500,
+         threshold: float = 0.8) -> list[dict]:
+    """Which known recordings (prompts) start where in ``heard``, in order.
+
+    Each reference's first ``prefix_ms`` is matched by normalised cross-correlation, so a prompt
+    cut short by a key press (barge-in) is still found; ``ms`` says how long it then played
+    before the next one began (or the audio ended). Prompts that open with the same words are
+    told apart by how well the rest of each matches; one cut off inside those shared words
+    cannot be, and is reported as whichever matched best.
+    """
+    x = heard.astype(np.float64)
+    n = len(x)
+    found: list[tuple[int, str, int]] = []
+    csum = np.concatenate([[0.0], np.cumsum(x * x)])
+    for name, ref in refs.items():
+        r = ref.astype(np.float64)
+        nz = np.flatnonzero(np.abs(r) > 200)
+        if len(nz) == 0:
+            continue
+        lead = int(nz[0])  # the prompt's own leading silence is not what we match on
+        p = r[lead:lead + prefix_ms * 8]
+        m = len(p)
+        if n < m:
+            continue
+        size = 1 << int(np.ceil(np.log2(n + m)))
+        corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(p, size)), size)[: n - m + 1]
+        energy = csum[m:] - csum[:-m]
+        norm = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.sqrt(np.sum(p * p)))
+        i = 0
+        while i < len(norm):
+            if norm[i] >= threshold:
+                j = i + int(np.argmax(norm[i:i + m]))
+                found.append((j - lead, name, len(r)))
+                i = j + len(r) // 2
+            else:
+                i += 1
+    found.sort()
+    # prompts that open the same way ("please enter ...") all match at one place: keep the one
+    # that also matches best over the rest of its length
+    resolved: list[tuple[int, str, int]] = []
+    i = 0
+    while i < len(found):
+        group = [found[i]]
+        while i + 1 < len(found) and found[i + 1][0] - group[0][0] < 800:
+            i += 1
+            group.append(found[i])
+        i += 1
+        if len(group) == 1:
+            resolved.append(group[0])
+            continue
+        best, best_score = group[0], -1.0
+        for at, name, length in group:
+            ref = refs[name].astype(np.float64)
+            a = max(at, 0)
+            seg = x[a:a + length]
+            r = ref[a - at:a - at + len(seg)]
+            denom = np.sqrt(np.sum(seg * seg) * np.sum(r * r))
+            score = float(np.dot(seg, r) / denom) if denom > 0 else 0.0
+            if score > best_score:
+                best, best_score = (at, name, length), score
+        resolved.append(best)
+    out = []
+    for k, (at, name, length) in enumerate(resolved):
+        end = resolved[k + 1][0] if k + 1 < len(resolved) else n
+        ref = refs[name].astype(np.float64)
+        a = max(at, 0)
+        played = 0  # how much of the prompt the audio follows (less than all: it was cut short)
+        for stop in range(a + prefix_ms * 8, min(a + length, end, n) + 1, 400):
+            seg, r = x[a:stop], ref[a - at:stop - at]
+            denom = np.sqrt(np.sum(seg * seg) * np.sum(r * r))
+            if denom <= 0 or np.dot(seg, r) / denom < threshold:
+                break
+            played = stop - at
+        if min(length, end - at, n - at) - played < 400:
+            played = min(length, end - at, n - at)
+        out.append({"prompt": name, "at_ms": a // 8, "ms": played // 8, "full_ms": length // 8})
+    return out

@@ -19,7 +19,7 @@ from drivers import audiofile as media
 from drivers.dsp import CallerId, Noise
 from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
 
-from .analysis import analyse
+from .analysis import analyse, spot
 from .card import SimCard
 from .pstn import RING_CADENCES
 
@@ -146,9 +146,15 @@ class ControlServer:
     async def _wait_done(self, done, req: dict) -> dict:
         if not req.get("wait", True):
             return {}
-        ok = await self._card_wait(done.is_set, float(req.get("timeout_ms", 600000)))
-        if not ok:
-            raise ControlError("timed out: is the line off-hook? (audio only flows on an answered call)")
+        line = self._line(req)
+        ok = await self._card_wait(lambda: done.is_set() or not line.offhook, float(req.get("timeout_ms", 600000)))
+        if not done.is_set():
+            with line._lock:
+                line.source.clear()  # nobody will hear it now
+            if not line.offhook:
+                raise ControlError("the node hung up before this was sent (audio only flows on an answered call)")
+            if not ok:
+                raise ControlError("timed out before this was sent")
         return {}
 
     async def op_dtmf(self, req: dict) -> dict:
@@ -187,12 +193,41 @@ class ControlServer:
         return {}
 
     async def op_listen(self, req: dict) -> dict:
+        """What the caller hears for the next ``ms``.
+
+        With ``prompts`` ({name: wav}), ``prompts`` in the answer lists which of them the caller
+        has heard since the call was answered, in order, with when (``at_ms`` from the answer)
+        and for how long. With ``until`` (one of those names), the listening stops as soon as
+        that prompt has started after this listen began and been heard to its end.
+        """
         line = self._line(req)
         ms = float(req.get("ms", 1000))
+        refs = req.get("prompts") or {}
+        until = req.get("until")
+        if until is not None and until not in refs:
+            raise ControlError(f"until {until!r} is not one of the prompts given")
+        loaded = {name: await asyncio.to_thread(media.to_8k, path) for name, path in refs.items()}
+        begin = len(line.call_pcm())
         line.start_listening()
-        await self._card_wait(lambda: line.heard_ms() >= ms, ms * 1.5 + 500)
+        if until is None:
+            await self._card_wait(lambda: line.heard_ms() >= ms, ms * 1.5 + 500)
+        else:
+            target = {until: loaded[until]}
+            end = self.card.clock.ms() + ms
+            while self.card.clock.ms() < end:
+                await self._card_wait(lambda: False, 100)
+                recent = line.call_pcm()[max(begin - 800, 0):]
+                hits = await asyncio.to_thread(spot, recent, target)
+                if any(h["at_ms"] + h["full_ms"] <= len(recent) // 8 for h in hits):
+                    break
         pcm = line.take_heard()
-        return analyse(pcm, line.country)
+        report = analyse(pcm, line.country)
+        if loaded:
+            report["prompts"] = await asyncio.to_thread(spot, line.call_pcm(), loaded)
+        if until is not None:
+            report["until_heard"] = any(p["prompt"] == until and p["at_ms"] >= begin // 8 - 100
+                                        for p in report.get("prompts", []))
+        return report
 
     async def op_hangup(self, req: dict) -> dict:
         line = self._line(req)

@@ -108,6 +108,7 @@ class SimLine:
         self._echo_hist = np.zeros(self.echo_delay + FRAME, dtype=np.int16)
         self.heard: list[np.ndarray] = []
         self.listening = False
+        self.call_audio: list[np.ndarray] = []  # everything the caller heard since the answer
         self.hook_log: list[tuple[float, bool]] = []
         self.pulses = ""  # digits the card pulse-dialled
         self.flashes = 0
@@ -181,6 +182,10 @@ class SimLine:
             heard, self.heard = self.heard, []
         return np.concatenate(heard) if heard else np.zeros(0, dtype=np.int16)
 
+    def call_pcm(self) -> np.ndarray:
+        with self._lock:
+            return np.concatenate(self.call_audio) if self.call_audio else np.zeros(0, dtype=np.int16)
+
     def heard_ms(self) -> float:
         return sum(len(h) for h in self.heard) / 8
 
@@ -220,6 +225,7 @@ class SimLine:
         self.offhook = off
         if off and self.ring_start is not None and self.far_connected:
             self.ring_start = None  # answered: ringing stops
+            self.call_audio = []
             self.answer_ms = now
             self.answered.set()
         if not off and self.answered.is_set() and not self.hung_up.is_set():
@@ -276,3 +282,5 @@ class SimLine:
         h[-FRAME:] = pcm
         if self.listening:
             self.heard.append(pcm)
+        if self.answered.is_set() and not self.far_gone:
+            self.call_audio.append(pcm)
