@@ -198,7 +198,7 @@ class ControlServer:
         With ``prompts`` ({name: wav}), ``prompts`` in the answer lists which of them the caller
         has heard since the call was answered, in order, with when (``at_ms`` from the answer)
         and for how long. With ``until`` (one of those names), the listening stops as soon as
-        that prompt has started after this listen began and been heard to its end.
+        that prompt has been heard to its end (it may have begun just before this listen).
         """
         line = self._line(req)
         ms = float(req.get("ms", 1000))
@@ -214,19 +214,21 @@ class ControlServer:
         else:
             target = {until: loaded[until]}
             end = self.card.clock.ms() + ms
+            look_back = min(begin, len(loaded[until]))  # it may have begun just before we asked
             while self.card.clock.ms() < end:
                 await self._card_wait(lambda: False, 100)
-                recent = line.call_pcm()[max(begin - 800, 0):]
+                recent = line.call_pcm()[begin - look_back:]
                 hits = await asyncio.to_thread(spot, recent, target)
-                if any(h["at_ms"] + h["full_ms"] <= len(recent) // 8 for h in hits):
+                if any(h["at_ms"] + h["full_ms"] <= len(recent) // 8 and h["at_ms"] + h["full_ms"] > look_back // 8
+                       for h in hits):
                     break
         pcm = line.take_heard()
         report = analyse(pcm, line.country)
         if loaded:
             report["prompts"] = await asyncio.to_thread(spot, line.call_pcm(), loaded)
         if until is not None:
-            report["until_heard"] = any(p["prompt"] == until and p["at_ms"] >= begin // 8 - 100
-                                        for p in report.get("prompts", []))
+            report["until_heard"] = any(p["prompt"] == until and p["at_ms"] + p["ms"] > begin // 8
+                                        and p["ms"] >= p["full_ms"] - 50 for p in report.get("prompts", []))
         return report
 
     async def op_hangup(self, req: dict) -> dict:

@@ -1,0 +1,128 @@
+"""Keypad authentication through the whole path, and a caller who does everything wrong."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.ivr.harness import branch, records, script, wait_idle
+
+ACCOUNT, PIN = "6222001234", "482913"
+
+
+@pytest.fixture
+def sim(sim_factory):
+    return sim_factory("--channels", "2")
+
+
+def to_auth(line_keys: str = "3") -> list[dict]:
+    return [{"op": "ring", "cadence": [500, 500]},
+            {"op": "listen", "until": "lang.en", "ms": 5000},
+            {"op": "dtmf", "digits": line_keys},
+            {"op": "listen", "until": "main.en", "ms": 5000},
+            {"op": "dtmf", "digits": "1"},
+            {"op": "listen", "until": "account.en", "ms": 5000}]
+
+
+def attempt(account: str, pin: str, then: str) -> list[dict]:
+    return [{"op": "dtmf", "digits": account + "#", "on_ms": 60, "off_ms": 60},
+            {"op": "listen", "until": "pin.en", "ms": 5000},
+            {"op": "dtmf", "digits": pin + "#", "on_ms": 60, "off_ms": 60},
+            {"op": "listen", "until": then, "ms": 8000}]
+
+
+async def test_right_pin_hears_the_account_status(sim, tmp_path):
+    async with branch(sim, tmp_path) as (node, client, refs):
+        node.auth.add_account(ACCOUNT, PIN)
+        heard, _ = await script(client, refs, to_auth() + attempt(ACCOUNT, PIN, "bye.en") +
+                                [{"op": "wait_onhook", "timeout_ms": 5000}])
+        await wait_idle(node)
+    assert heard == ["lang.en", "main.en", "account.en", "pin.en", "ok.en", "bye.en"]
+    rec = records(node)[-1]
+    assert rec["auth_outcome"] == "verified" and rec["account"] == ACCOUNT
+    assert PIN not in json.dumps(rec)
+
+
+async def test_three_wrong_pins_end_the_call_and_unknown_accounts_sound_the_same(sim, tmp_path):
+    async with branch(sim, tmp_path) as (node, client, refs):
+        node.auth.add_account(ACCOUNT, PIN)
+        steps = to_auth()
+        for i in range(3):
+            steps += attempt(ACCOUNT if i != 1 else "6222009999", "000000", "wrong.en" if i < 2 else "bye.en")
+            if i < 2:
+                steps.append({"op": "listen", "until": "account.en", "ms": 5000})
+        heard, _ = await script(client, refs, steps + [{"op": "wait_onhook", "timeout_ms": 5000}])
+        await wait_idle(node)
+    # the unknown account (second try) got exactly the prompts a wrong PIN gets
+    assert heard == ["lang.en", "main.en"] + ["account.en", "pin.en", "wrong.en"] * 3 + ["bye.en"]
+    rec = records(node)[-1]
+    assert rec["auth_outcome"] == "failed" and rec["disposition"] == "completed"
+
+
+async def test_blacklist_across_calls_and_lines_until_nodectl_clears_the_alarm(sim, tmp_path):
+    async with branch(sim, tmp_path, max_failures=2) as (node, client, refs):
+        node.auth.add_account(ACCOUNT, PIN)
+        # three failures (more than 2) over two calls on two lines
+        await script(client, refs, to_auth() + attempt(ACCOUNT, "111111", "wrong.en") + attempt(ACCOUNT, "222222", "wrong.en")
+                     + [{"op": "hangup"}], line=1)
+        await wait_idle(node, 1)
+        await script(client, refs, to_auth() + attempt(ACCOUNT, "333333", "wrong.en") + [{"op": "hangup"}], line=2)
+        await wait_idle(node, 2)
+        assert [a["account"] for a in node.auth.alarms()] == [ACCOUNT]
+        # refused even with the right PIN, with its own prompt
+        heard, _ = await script(client, refs, to_auth() + attempt(ACCOUNT, PIN, "bye.en"), line=1)
+        assert heard[-2:] == ["locked.en", "bye.en"]
+        await wait_idle(node, 1)
+        cfg = str(node.config.path)
+        listed = subprocess.run([sys.executable, "-m", "node_agent.cli", "-c", cfg, "alarms", "list", "--json"],
+                                cwd=ROOT, capture_output=True, text=True, check=True)
+        alarm = json.loads(listed.stdout)[0]
+        cleared = subprocess.run([sys.executable, "-m", "node_agent.cli", "-c", cfg, "alarms", "clear",
+                                  str(alarm["id"]), "--by", "supervisor"], cwd=ROOT, capture_output=True, text=True)
+        assert cleared.returncode == 0 and "cleared" in cleared.stdout
+        heard, _ = await script(client, refs, to_auth() + attempt(ACCOUNT, PIN, "bye.en"), line=1)
+        assert heard[-2:] == ["ok.en", "bye.en"]
+        await wait_idle(node, 1)
+    assert [r["auth_outcome"] for r in records(node)] == ["wrong", "wrong", "blacklisted", "verified"]
+
+
+async def test_fifty_keys_in_two_seconds_and_a_hang_up_in_every_kind_of_node(sim, tmp_path):
+    async with branch(sim, tmp_path) as (node, client, refs):
+        heard, _ = await script(client, refs, [
+            {"op": "ring", "cadence": [500, 500]},
+            {"op": "listen", "until": "lang.en", "ms": 5000},
+            {"op": "dtmf", "digits": "1234567890*#" * 4 + "12", "on_ms": 40, "off_ms": 40},  # 50 keys, 4 s
+            {"op": "listen", "ms": 3000},
+            {"op": "hangup"},
+        ])
+        await wait_idle(node)
+        # the keys drove the IVR wherever they led (a '0' reaches the agent fallback and goodbye);
+        # what matters: it followed them without getting stuck, and the call was cleared
+        first = records(node)[-1]
+        assert first["disposition"] in ("caller_hangup", "completed")
+        assert json.loads(first["ivr_path"])[:3] == ["language", "hours", "menu"]
+        # hang up inside each node type: the line must come back idle every time
+        inside = {"language": [], "menu": ["3"], "play": ["3", "2"], "authenticate": ["3", "1"],
+                  "record": ["3", "3"], "callback": ["3", "4"], "collect": ["3", "5"], "transfer": ["3", "0"]}
+        for keys in inside.values():
+            steps = [{"op": "ring", "cadence": [500, 500]}, {"op": "listen", "ms": 600}]
+            for k in keys:
+                steps += [{"op": "dtmf", "digits": k}, {"op": "listen", "ms": 500}]
+            steps.append({"op": "hangup"})
+            await script(client, refs, steps)
+            await wait_idle(node)
+        rec = records(node)
+        assert len(rec) == 1 + len(inside)
+        assert all(r["disposition"] == "caller_hangup" for r in rec[1:]), [r["disposition"] for r in rec]
+        reached = [json.loads(r["ivr_path"])[-1] for r in rec[1:]]
+        assert reached == ["language", "menu", "info", "auth", "message", "callback", "code", "busy"]
+        # the message left before hanging up is kept
+        assert node.store.db["recordings"].count == 1
+        # and the node still answers
+        heard, _ = await script(client, refs, [{"op": "ring", "cadence": [500, 500]},
+                                               {"op": "listen", "until": "lang.en", "ms": 5000}, {"op": "hangup"}])
+        await wait_idle(node)
