@@ -135,6 +135,40 @@ async def card_path(channels: int, seconds: float) -> dict:
     }
 
 
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(len(v) * q))], 1) if v else float("nan")
+
+
+async def node_load(seconds: float) -> dict:
+    """The node (this process) with 8 lines of back-to-back IVR calls from a simulated card."""
+    from tests.conftest import start_sim, stop_sim
+    from tests.ivr.harness import branch
+    from tests.ivr.test_load import ACCOUNTS, caller
+
+    tmp = Path(tempfile.mkdtemp())
+    sim = start_sim(tmp, "--channels", "8")
+    try:
+        async with branch(sim, tmp, lines=8) as (node, _client, _refs):
+            for account, pin in ACCOUNTS.values():
+                node.auth.add_account(account, pin)
+            node.auth.verify_ms.clear()
+            c0, t0 = time.process_time(), time.monotonic()
+            until = t0 + seconds
+            done = await asyncio.gather(*(caller(sim.control, n, until, wrong_every=4) for n in range(1, 9)))
+            cpu, wall = time.process_time() - c0, time.monotonic() - t0
+            ring = [x for r in node.runners for x in r.ring_to_answer_ms]
+            keys = list(node.ivr.key_to_response_ms)
+            verify = list(node.auth.verify_ms)
+    finally:
+        stop_sim(sim)
+    return {"seconds": round(wall, 1), "calls": sum(len(d) for d in done),
+            "ring_to_answer_ms": {"p50": pct(ring, 0.5), "p99": pct(ring, 0.99)},
+            "key_to_response_ms": {"p50": pct(keys, 0.5), "p99": pct(keys, 0.99)},
+            "pin_verify_ms": {"p50": pct(verify, 0.5), "p99": pct(verify, 0.99)},
+            "node_cpu_percent_per_active_call": round(100 * cpu / wall / 8, 2)}
+
+
 def table(rows: list[tuple[str, str, str]]) -> str:
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     line = "+".join("-" * (x + 2) for x in w)
@@ -157,8 +191,9 @@ def main() -> int:
     eff = framing_efficiency()
     cp1 = asyncio.run(card_path(1, 5 if args.quick else 15))
     cp8 = asyncio.run(card_path(8, 5 if args.quick else 15))
+    load = asyncio.run(node_load(30 if args.quick else 90))
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
-              "framing": eff, "card_path": [cp1, cp8]}
+              "framing": eff, "card_path": [cp1, cp8], "node_load": load}
     Path(args.out).write_text(json.dumps(result, indent=2))
     ratio = dtmf["wrapper_vs_raw"]
     rows = [("benchmark", "result", "target"),
@@ -175,6 +210,14 @@ def main() -> int:
                      ""))
         rows.append((f"measured link efficiency up, {cp['channels']} line(s), {cp['audio_copies']} cop{'y' if cp['audio_copies'] == 1 else 'ies'}",
                      f"{cp['link_efficiency_up']:.1%} ({cp['wire_bytes_per_s_up']} B/s)", ""))
+    k, v, r = load["key_to_response_ms"], load["pin_verify_ms"], load["ring_to_answer_ms"]
+    rows += [
+        (f"node, 8 lines of IVR calls ({load['calls']} calls)", "", ""),
+        ("  ring-to-answer p50 / p99", f"{r['p50']} / {r['p99']} ms", ""),
+        ("  key-to-response p50 / p99", f"{k['p50']} / {k['p99']} ms", "p99 <= 100 ms " + ("OK" if k["p99"] <= 100 else "MISSED")),
+        ("  PIN verify p50 / p99", f"{v['p50']} / {v['p99']} ms", "p99 <= 150 ms " + ("OK" if v["p99"] <= 150 else "MISSED")),
+        ("  node CPU per active call", f"{load['node_cpu_percent_per_active_call']}% of a core", ""),
+    ]
     print(table(rows))
     print(f"results written to {args.out}")
     return 0

@@ -60,6 +60,7 @@ class LineCardLine(Line):
         self.counters = LineCounters()
         self._events: asyncio.Queue[ev.LineEvent] = asyncio.Queue()
         self._offhook = False
+        self._claimed = False
         self._waiters: dict[int, asyncio.Future] = {}
         self._codec = G711(ULAW)
         self._tx_seq = 0
@@ -91,10 +92,18 @@ class LineCardLine(Line):
 
     async def answer(self) -> None:
         self._reset_dsp()
-        if not self._offhook:
-            await self.board.update_copies(extra_active=1)
-        await self.board.link.command(self.channel, wire.OP_HOOK, 1)
-        self._offhook = True
+        self._claimed = True  # counted as streaming from now on, so lines answered together share the budget
+        try:
+            await self.board.update_copies()
+            # off-hook for our audio path before the card acknowledges: its first frames may
+            # already carry a key the caller pressed the moment the line was answered
+            self._offhook = True
+            await self.board.link.command(self.channel, wire.OP_HOOK, 1)
+        except BaseException:
+            self._offhook = False
+            raise
+        finally:
+            self._claimed = False
 
     async def hangup(self) -> None:
         self._offhook = False
@@ -331,6 +340,7 @@ class LineCardBoard(Board, LinkListener):
         self.link = LineCardLink(url, self, baud=self.config.baud)
         self.lines: list[LineCardLine] = []
         self.copies = 1  # what the card was last told (it boots with 1)
+        self._copies_lock = asyncio.Lock()
         self.card_status: Status | None = None
 
     # -- Board -------------------------------------------------------------------------------------
@@ -407,15 +417,20 @@ class LineCardBoard(Board, LinkListener):
         per_copy = max(1, active) * 50 * FRAME_WIRE_BYTES
         return max(1, min(wire.MAX_COPIES, int(0.8 * self.config.baud / 10 / per_copy)))
 
-    async def update_copies(self, extra_active: int = 0) -> None:
-        """Match redundancy to the lines in use; lowered *before* a line starts streaming."""
-        want = self.copies_for(sum(1 for ln in self.lines if ln.offhook) + extra_active)
-        if want == self.copies or not self.link.is_up:
-            return
-        try:
-            await self.link.command(wire.BROADCAST, wire.OP_REDUNDANCY, want)
-        except (ConnectionError, RuntimeError) as exc:
-            log.warning("could not set audio redundancy to %d: %s", want, exc)
-            return
-        log.info("audio redundancy %d -> %d copies per frame", self.copies, want)
-        self.copies = want
+    async def update_copies(self) -> None:
+        """Match redundancy to the lines in use; lowered *before* a line starts streaming.
+
+        Serialised, and counting lines being answered as streaming: eight lines answered at once
+        must not each see room for copies that only one of them has.
+        """
+        async with self._copies_lock:
+            want = self.copies_for(sum(1 for ln in self.lines if ln.offhook or ln._claimed))
+            if want == self.copies or not self.link.is_up:
+                return
+            try:
+                await self.link.command(wire.BROADCAST, wire.OP_REDUNDANCY, want)
+            except (ConnectionError, RuntimeError) as exc:
+                log.warning("could not set audio redundancy to %d: %s", want, exc)
+                return
+            log.info("audio redundancy %d -> %d copies per frame", self.copies, want)
+            self.copies = want

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from datetime import datetime
 
 import hal
@@ -37,7 +38,7 @@ class LineRunner:
         self.state = "idle"
         self.current: Call | None = None
         self.calls = 0
-        self.last_ring_to_answer_ms: float | None = None
+        self.ring_to_answer_ms: deque[float] = deque(maxlen=10000)
 
     async def run(self) -> None:
         while True:
@@ -76,7 +77,7 @@ class LineRunner:
             rec["disposition"] = "answer_failed"
             self._save(rec)
             return
-        self.last_ring_to_answer_ms = (time.monotonic() - t_ring) * 1000
+        self.ring_to_answer_ms.append((time.monotonic() - t_ring) * 1000)
         rec["answered"] = _now()
         self.calls += 1
         self.state = "ivr"

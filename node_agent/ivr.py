@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import wave
 from collections import deque
 from collections.abc import Callable
@@ -40,11 +41,13 @@ class KeyBuffer:
         self._keys: deque[str] = deque(maxlen=self.MAX)
         self._event = asyncio.Event()
         self.dropped = 0
+        self.last_key_at: float | None = None  # monotonic time of the newest key (for latency)
 
     def push(self, key: str) -> None:
         if len(self._keys) == self.MAX:
             self.dropped += 1
         self._keys.append(key)
+        self.last_key_at = time.monotonic()
         self._event.set()
 
     def __len__(self) -> int:
@@ -91,6 +94,8 @@ class Ivr:
         self.store = store
         self.clock = clock
         self.recordings = config.data_dir / "recordings"
+        # key-to-response: from a key reaching the node to the first audio of the prompt it led to
+        self.key_to_response_ms: deque[float] = deque(maxlen=10000)
 
     async def run(self, call: Call, flow_name: str) -> None:
         flow = self.config.flows[flow_name]
@@ -121,6 +126,9 @@ class Ivr:
                 return True
             call.heard.append(name)
             audio.write(self.prompts.get(name, call.language))
+            if call.keys.last_key_at is not None and not len(call.keys):
+                self.key_to_response_ms.append((time.monotonic() - call.keys.last_key_at) * 1000)
+                call.keys.last_key_at = None
             drained = asyncio.ensure_future(audio.drained())
             try:
                 while not drained.done():

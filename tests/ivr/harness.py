@@ -28,12 +28,7 @@ language = "en"
 max_daily_failures = {max_failures}
 answer_on_ring = 1
 
-[lines.1]
-number = "100"
-flow = "main"
-[lines.2]
-number = "200"
-flow = "main"
+{lines}
 
 [prompts.lang]
 en = "For English press three."
@@ -184,9 +179,11 @@ type = "hangup"
 """
 
 
-def write_config(tmp_path: Path, card: str, max_failures: int = 5) -> Path:
+def write_config(tmp_path: Path, card: str, max_failures: int = 5, lines: int = 2) -> Path:
     path = tmp_path / "branch.toml"
-    path.write_text(CONFIG.format(card=card, data=tmp_path / "data", max_failures=max_failures), encoding="utf-8")
+    table = "".join(f'[lines.{n}]\nnumber = "{n}00"\nflow = "main"\n' for n in range(1, lines + 1))
+    path.write_text(CONFIG.format(card=card, data=tmp_path / "data", max_failures=max_failures, lines=table),
+                    encoding="utf-8")
     return path
 
 
@@ -210,8 +207,8 @@ def export_prompts(lib: PromptLibrary, languages=("en", "cmn")) -> dict[str, str
 
 
 @contextlib.asynccontextmanager
-async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5):
-    cfg = load(write_config(tmp_path, sim.serial, max_failures))
+async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5, lines: int = 2):
+    cfg = load(write_config(tmp_path, sim.serial, max_failures, lines))
     node = Node(cfg, clock=lambda: clock)
     node.prompts = node.ivr.prompts = PromptLibrary(cfg, cache_dir=CACHE)
     ready = asyncio.Event()
