@@ -84,6 +84,8 @@ class LineRunner:
         call = Call(call_id=rec["id"], line=line, language=self.language, caller_number=rec["caller_number"])
         self.current = call
         await self._converse(call)
+        if line.offhook and not call.ended.is_set():
+            await asyncio.sleep(0.1)  # the card's playout buffer: let the caller hear the end of the goodbye
         if line.offhook:
             try:
                 await line.hangup()

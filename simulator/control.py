@@ -215,20 +215,24 @@ class ControlServer:
             target = {until: loaded[until]}
             end = self.card.clock.ms() + ms
             look_back = min(begin, len(loaded[until]))  # it may have begun just before we asked
+            found = False
             while self.card.clock.ms() < end:
                 await self._card_wait(lambda: False, 100)
                 recent = line.call_pcm()[begin - look_back:]
                 hits = await asyncio.to_thread(spot, recent, target)
-                if any(h["at_ms"] + h["full_ms"] <= len(recent) // 8 and h["at_ms"] + h["full_ms"] > look_back // 8
+                # a prompt's last ~100 ms is its own trailing silence: do not insist on hearing it
+                if any(h["at_ms"] + h["full_ms"] - 120 <= len(recent) // 8 and h["at_ms"] + h["full_ms"] > look_back // 8
                        for h in hits):
+                    found = True
                     break
+                if not line.offhook:
+                    break  # the node hung up: nothing more will come
         pcm = line.take_heard()
         report = analyse(pcm, line.country)
         if loaded:
             report["prompts"] = await asyncio.to_thread(spot, line.call_pcm(), loaded)
         if until is not None:
-            report["until_heard"] = any(p["prompt"] == until and p["at_ms"] + p["ms"] > begin // 8
-                                        and p["ms"] >= p["full_ms"] - 50 for p in report.get("prompts", []))
+            report["until_heard"] = found  # decided on the audio around this listen, as it came in
         return report
 
     async def op_hangup(self, req: dict) -> dict:
