@@ -143,8 +143,7 @@ def pct(values: list[float], q: float) -> float:
 async def node_load(seconds: float) -> dict:
     """The node (this process) with 8 lines of back-to-back IVR calls from a simulated card."""
     from tests.conftest import start_sim, stop_sim
-    from tests.ivr.harness import branch
-    from tests.ivr.test_load import ACCOUNTS, caller
+    from tests.ivr.harness import ACCOUNTS, branch, caller
 
     tmp = Path(tempfile.mkdtemp())
     sim = start_sim(tmp, "--channels", "8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import wave
 from datetime import datetime
 from pathlib import Path
@@ -262,3 +263,32 @@ async def wait_idle(node: Node, line: int = 1, timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > end:
             raise AssertionError(f"line {line} stuck in state {runner.state}")
         await asyncio.sleep(0.05)
+
+
+# -- load: eight lines of back-to-back calls (used by `make bench`) --------------------------------
+ACCOUNTS = {n: (f"62220{n:05d}", f"{n}4{n}9{n}3") for n in range(1, 9)}
+
+
+async def caller(sim_control: str, line: int, until: float, wrong_every: int) -> list[str]:
+    """Calls back to back: language, account services, account and PIN typed ahead, then listen."""
+    account, pin = ACCOUNTS[line]
+    expected = []
+    n = 0
+    async with SimClient.parse(sim_control) as sim:
+        while time.monotonic() < until:
+            n += 1
+            wrong = n % wrong_every == 0
+            await sim.call("ring", line=line, cadence=[400, 400], timeout_ms=15000)
+            await sim.call("listen", line=line, ms=300)  # a caller starts keying once they hear the greeting
+            keys = f"31{account}#{'000000' if wrong else pin}#"
+            await sim.call("dtmf", line=line, digits=keys, on_ms=60, off_ms=60)
+            if wrong:  # one wrong PIN, then hang up while being asked again
+                await sim.call("listen", line=line, ms=2500)
+                await sim.call("hangup", line=line)
+                expected.append("wrong")
+            else:
+                done = await sim.call("wait_onhook", line=line, timeout_ms=20000)
+                assert done["onhook"], f"line {line}: the node did not finish call {n}"
+                expected.append("verified")
+            await asyncio.sleep(0.3)
+    return expected
