@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .auth import Authenticator, AuthError
+from .auth import ACCOUNT_RE, PIN_RE, Authenticator, AuthError
 from .config import ConfigError, NodeConfig, load
 from .daemon import Node, read_status
 from .prompts import PromptError, PromptLibrary
@@ -126,8 +126,6 @@ def _import(auth: Authenticator, path: Path, all_or_nothing: bool) -> int:
     good, errors = [], []
     for lineno, row in enumerate(reader, start=2):
         acct, pin, name = (row.get("account") or "").strip(), (row.get("pin") or "").strip(), (row.get("name") or "").strip()
-        from .auth import ACCOUNT_RE, PIN_RE  # the same rules as add
-
         if not ACCOUNT_RE.match(acct):
             errors.append(f"{path}:{lineno}: account {acct!r} must be 4 to 20 digits")
         elif not PIN_RE.match(pin):

@@ -81,7 +81,7 @@ class Node:
             "lines": [{"line": r.line.number, "number": r.config.number, "flow": r.config.flow, "state": r.state,
                        "calls": r.calls, "caller": r.current.caller_number if r.current else "",
                        "node": r.current.path[-1] if r.current and r.current.path else ""} for r in self.runners],
-            "open_alarms": len(self.auth.alarms()), "outbox_pending": len(self.store.outbox_pending(1000)),
+            "open_alarms": len(self.auth.alarms()), "outbox_pending": self.store.outbox_count(),
         }
 
     async def _publish(self) -> None:

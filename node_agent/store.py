@@ -125,6 +125,10 @@ class Store:
                              [limit])
         return [OutboxItem(r["id"], r["key"], r["kind"], json.loads(r["payload"])) for r in rows]
 
+    def outbox_count(self) -> int:
+        """How many items still wait for HQ (without loading them)."""
+        return self.db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
+
     def outbox_ack(self, keys: list[str]) -> int:
         """HQ has these: mark them (they are kept, acknowledged, for the record)."""
         with self.transaction() as db:

@@ -165,7 +165,9 @@ def test_outbox_keeps_items_until_acknowledged(store):
         store.enqueue(db, "call_record", "call-1", {"line": 1})  # the same key: one item
         store.enqueue(db, "call_record", "call-2", {"line": 2})
     assert [i.key for i in store.outbox_pending()] == ["call-1", "call-2"]
+    assert store.outbox_count() == 2
     assert store.outbox_ack(["call-1"]) == 1
+    assert store.outbox_count() == 1
     assert [i.key for i in store.outbox_pending()] == ["call-2"]
     assert store.db["outbox"].count == 2  # acknowledged items are kept, marked
 
