@@ -67,7 +67,7 @@ class LineRunner:
                 rec["caller_number"], rec["caller_name"] = e.number, e.name
             elif e is None or isinstance(e, (ev.RingingStopped, ev.LineDown)):
                 rec["disposition"] = "missed" if not isinstance(e, ev.LineDown) else "line_down"
-                self._save(rec)
+                await self._save(rec)
                 return
         self.state = "answering"
         try:
@@ -75,7 +75,7 @@ class LineRunner:
         except ConnectionError as exc:
             log.warning("line %d: could not answer: %s", line.number, exc)
             rec["disposition"] = "answer_failed"
-            self._save(rec)
+            await self._save(rec)
             return
         self.ring_to_answer_ms.append((time.monotonic() - t_ring) * 1000)
         rec["answered"] = _now()
@@ -93,7 +93,7 @@ class LineRunner:
                 log.warning("line %d: hang-up not confirmed: %s", line.number, exc)
         rec.update(ivr_path=json.dumps(call.path), auth_outcome=call.auth_outcome, account=call.account,
                    disposition=call.disposition or "completed")
-        self._save(rec)
+        await self._save(rec)
 
     async def _converse(self, call: Call) -> None:
         ivr_task = asyncio.create_task(self.ivr.run(call, self.config.flow), name=f"ivr line {self.line.number}")
@@ -122,12 +122,16 @@ class LineRunner:
             log.exception("line %d: the IVR failed; ending the call", self.line.number)
             call.disposition = "error"
 
-    def _save(self, rec: dict) -> None:
+    async def _save(self, rec: dict) -> None:
         rec["ended"] = _now()
+        # the commit waits for the disk (and for other writers): never on the event loop
+        await asyncio.to_thread(self._write, rec)
+        log.info("line %d: call %s %s", rec["line"], rec["id"], rec["disposition"])
+
+    def _write(self, rec: dict) -> None:
         with self.store.transaction() as db:
             db["call_records"].insert(rec, replace=True)
             self.store.enqueue(db, "call_record", f"call-{rec['id']}", rec)
-        log.info("line %d: call %s %s", rec["line"], rec["id"], rec["disposition"])
 
 
 def _now() -> str:

@@ -264,8 +264,9 @@ class Ivr:
                     call.keys.clear()
                     break
         finally:
-            # a caller who hangs up mid-message still leaves the message
-            self._save_recording(call, node["kind"], frames)
+            # a caller who hangs up mid-message still leaves the message (written off the event loop,
+            # and whole even if this task is being cancelled)
+            await asyncio.shield(asyncio.to_thread(self._save_recording, call, node["kind"], frames))
         return node["next"]
 
     def _save_recording(self, call: Call, kind: str, frames: list[np.ndarray]) -> None:
@@ -292,15 +293,16 @@ class Ivr:
         number = await self._ask_digits(call, min_digits=5, max_digits=20, terminator="#", first_ms=8000,
                                         inter_ms=4000)
         if number and len(number) >= 5:
-            with self.store.transaction() as db:
-                db["callbacks"].insert({"call_id": call.call_id, "number": number,
-                                        "caller_number": call.caller_number,
-                                        "at": datetime.now().isoformat(timespec="seconds")})
-                self.store.enqueue(db, "callback", f"callback-{call.call_id}",
-                                   {"call_id": call.call_id, "number": number})
+            await asyncio.to_thread(self._save_callback, call, number)
             call.values["callback"] = number
             await self.play(call, [node["confirm_prompt"]], barge_in=False)
         return node["next"]
+
+    def _save_callback(self, call: Call, number: str) -> None:
+        with self.store.transaction() as db:
+            db["callbacks"].insert({"call_id": call.call_id, "number": number, "caller_number": call.caller_number,
+                                    "at": datetime.now().isoformat(timespec="seconds")})
+            self.store.enqueue(db, "callback", f"callback-{call.call_id}", {"call_id": call.call_id, "number": number})
 
     async def _transfer(self, call: Call, node: FlowNode) -> str | None:
         # HQ is not wired yet (central_link): every transfer takes its configured fallback

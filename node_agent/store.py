@@ -66,26 +66,48 @@ class OutboxItem:
 
 
 class Store:
-    """One node's database. Safe to share between the asyncio loop and worker threads."""
+    """One node's database, usable from the asyncio loop and worker threads alike.
+
+    Each thread gets its own SQLite connection: a connection is not safe to share (sqlite-utils
+    wraps queries in savepoints, which interleave with another thread's transaction). WAL lets
+    readers go on while one writer commits; writers take turns through one lock.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            self.db.execute("PRAGMA user_version")  # touches the file: a corrupt one fails here
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self.close()
+            raise StoreError(f"cannot open the node database {self.path}: {exc}. If the file is damaged, "
+                             "move it aside and restore the last backup") from exc
+        self._migrate()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (opened on first use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            with self._conns_lock:
+                self._conns.append(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA user_version")  # touches the file: a corrupt one fails here
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"cannot open the node database {self.path}: {exc}. If the file is damaged, "
-                             "move it aside and restore the last backup") from exc
-        self.db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
-        self._migrate()
+            db = self._local.db = sqlite_utils.Database(conn)
+        return db
 
     def close(self) -> None:
-        self.db.conn.close()
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
 
     @property
     def schema_version(self) -> int:
@@ -105,14 +127,15 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """One atomic, durable unit of work (committed, fsynced, on leaving the block)."""
+        db = self.db
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
+                yield db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
+            db.execute("COMMIT")
 
     # -- outbox ----------------------------------------------------------------------------------
     def enqueue(self, db: sqlite_utils.Database, kind: str, key: str, payload: dict) -> None:

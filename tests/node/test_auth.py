@@ -188,3 +188,32 @@ def test_a_damaged_database_says_what_to_do(tmp_path):
     path.write_bytes(os.urandom(4096))
     with pytest.raises(StoreError, match="move it aside and restore the last backup"):
         Store(path)
+
+
+def test_the_store_is_safe_from_many_threads_at_once(store):
+    """Worker threads verifying PINs while the loop writes call records: each thread must get a
+    connection of its own (one shared connection interleaves sqlite-utils' savepoints with another
+    thread's transaction: 'no such savepoint', 'cannot start a transaction within a transaction')."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(150):
+                with store.transaction() as db:
+                    db["call_records"].insert({"id": f"{n}-{i}", "line": n, "disposition": "completed"})
+                    store.enqueue(db, "call_record", f"call-{n}-{i}", {"n": n, "i": i})
+                list(store.db.query("SELECT account FROM alarms WHERE cleared_at IS NULL"))
+                store.outbox_count()
+        except BaseException as exc:  # noqa: BLE001 - reported below, whatever it is
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert store.db["call_records"].count == 8 * 150
+    assert store.outbox_count() == 8 * 150
