@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import wave
 from datetime import datetime
@@ -270,11 +271,18 @@ ACCOUNTS = {n: (f"62220{n:05d}", f"{n}4{n}9{n}3") for n in range(1, 9)}
 
 
 async def caller(sim_control: str, line: int, until: float, wrong_every: int) -> list[str]:
-    """Calls back to back: language, account services, account and PIN typed ahead, then listen."""
+    """Calls back to back: language, account services, account and PIN typed ahead, then listen.
+
+    Callers on different lines are independent, as on a real branch: each starts at its own
+    moment and pauses a while between calls (seeded by the line, so a run can be repeated).
+    Identical callers started together would key their PINs in the same 100 ms, every time.
+    """
     account, pin = ACCOUNTS[line]
+    rng = random.Random(line)
     expected = []
     n = 0
     async with SimClient.parse(sim_control) as sim:
+        await asyncio.sleep(rng.uniform(0, 8))
         while time.monotonic() < until:
             n += 1
             wrong = n % wrong_every == 0
@@ -290,5 +298,5 @@ async def caller(sim_control: str, line: int, until: float, wrong_every: int) ->
                 done = await sim.call("wait_onhook", line=line, timeout_ms=20000)
                 assert done["onhook"], f"line {line}: the node did not finish call {n}"
                 expected.append("verified")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(rng.uniform(0.3, 2.5))
     return expected
