@@ -116,8 +116,11 @@ class Ivr:
         if call.ended.is_set():
             raise CallEnded()
 
-    async def play(self, call: Call, names: list[str], *, barge_in: bool = True) -> bool:
-        """Play prompts; returns True if a key interrupted them (the key stays in the buffer)."""
+    async def play(self, call: Call, names: list[str], *, barge_in: bool = True, language: str | None = None) -> bool:
+        """Play prompts (in ``language``, else the call's); returns True if a key interrupted them
+        (the key stays in the buffer). Prompts that cannot be interrupted (a wrong PIN, an invalid
+        choice) do not take keys either: what is pressed while they play is dropped, so a key
+        pressed in impatience, or one heard late, does not answer the question that follows."""
         self._check(call)
         audio = call.line.audio
         for name in names:
@@ -125,7 +128,7 @@ class Ivr:
                 audio.clear()
                 return True
             call.heard.append(name)
-            audio.write(self.prompts.get(name, call.language))
+            audio.write(self.prompts.get(name, language or call.language))
             if call.keys.last_key_at is not None and not len(call.keys):
                 self.key_to_response_ms.append((time.monotonic() - call.keys.last_key_at) * 1000)
                 call.keys.last_key_at = None
@@ -139,6 +142,8 @@ class Ivr:
                         return True
             finally:
                 drained.cancel()
+        if not barge_in:
+            call.keys.clear()
         return False
 
     async def _ask_digits(self, call: Call, *, min_digits: int, max_digits: int, terminator: str | None,
@@ -182,8 +187,13 @@ class Ivr:
         return node["on_fail"]
 
     async def _language(self, call: Call, node: FlowNode) -> str | None:
+        # the caller may not understand the current language: the choice is offered in each
+        # language on offer, in the order of the keys ("普通话请按一 … For English press three")
+        languages = list(dict.fromkeys(node["options"].values()))
         for _ in range(node.get("retries", 3)):
-            await self.play(call, [node["prompt"]])
+            for language in languages:
+                if await self.play(call, [node["prompt"]], language=language):
+                    break
             key = await call.keys.get(node.get("timeout_ms", 5000))
             self._check(call)
             if key is not None and key in node["options"]:

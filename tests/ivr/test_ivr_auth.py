@@ -41,7 +41,7 @@ async def test_right_pin_hears_the_account_status(sim, tmp_path):
         heard, _ = await script(client, refs, to_auth() + attempt(ACCOUNT, PIN, "bye.en") +
                                 [{"op": "wait_onhook", "timeout_ms": 5000}])
         await wait_idle(node)
-    assert heard == ["lang.en", "main.en", "account.en", "pin.en", "ok.en", "bye.en"]
+    assert heard == ["lang.cmn", "lang.en", "main.en", "account.en", "pin.en", "ok.en", "bye.en"]
     rec = records(node)[-1]
     assert rec["auth_outcome"] == "verified" and rec["account"] == ACCOUNT
     assert PIN not in json.dumps(rec)
@@ -58,7 +58,7 @@ async def test_three_wrong_pins_end_the_call_and_unknown_accounts_sound_the_same
         heard, _ = await script(client, refs, steps + [{"op": "wait_onhook", "timeout_ms": 5000}])
         await wait_idle(node)
     # the unknown account (second try) got exactly the prompts a wrong PIN gets
-    assert heard == ["lang.en", "main.en"] + ["account.en", "pin.en", "wrong.en"] * 3 + ["bye.en"]
+    assert heard == ["lang.cmn", "lang.en", "main.en"] + ["account.en", "pin.en", "wrong.en"] * 3 + ["bye.en"]
     rec = records(node)[-1]
     assert rec["auth_outcome"] == "failed" and rec["disposition"] == "completed"
 
