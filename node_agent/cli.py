@@ -50,13 +50,20 @@ def cmd_run(args) -> int:
     node = Node(cfg)
 
     async def main() -> None:
-        task = asyncio.create_task(node.run())
+        ready = asyncio.Event()
+        task = asyncio.create_task(node.run(ready))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter, up = asyncio.create_task(stop.wait()), asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter, up}, return_when=asyncio.FIRST_COMPLETED)
+        if up.done() and not task.done():
+            ident = node.board.identity
+            print(f"node {cfg.node_id} up: card {ident.board_id} firmware {ident.firmware}, answering on "
+                  f"line(s) {', '.join(str(r.line.number) for r in node.runners)}", flush=True)
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        up.cancel()
         task.cancel()
         try:
             await task
@@ -182,57 +189,76 @@ def cmd_config_check(args) -> int:
     return 0
 
 
-def cmd_prompts_build(args) -> int:
+def cmd_prompts(args) -> int:
     cfg = _config(args)
-    r = PromptLibrary(cfg).build()
+    lib = PromptLibrary(cfg)
+    if args.action == "export":
+        files = lib.export(Path(args.folder), args.language or None)
+        print(f"prompts: {len(files)} WAV file(s) written to {args.folder}")
+        return 0
+    r = lib.build()
     print(f"prompts: {r.built} built, {r.cached} already cached, in {r.cache_dir}")
     return 0
 
 
+def _common_options(p: argparse.ArgumentParser, *, after_command: bool) -> None:
+    # after the command (`nodectl run -c FILE`) an option left out must not reset what was given
+    # before the command: there it has no default at all
+    default = (lambda value: argparse.SUPPRESS) if after_command else (lambda value: value)
+    p.add_argument("-c", "--config", default=default(DEFAULT_CONFIG),
+                   help=f"the node's configuration (default {DEFAULT_CONFIG}, or $BRANCHNODE_CONFIG)")
+    p.add_argument("--data-dir", default=default(None), help="override the configuration's data directory")
+    p.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log what the node does")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nodectl", description="Run and look after a branchnode node.")
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG,
-                   help=f"the node's configuration (default {DEFAULT_CONFIG}, or $BRANCHNODE_CONFIG)")
-    p.add_argument("--data-dir", help="override the configuration's data directory")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what the node does")
+    _common_options(p, after_command=False)
+    common = argparse.ArgumentParser(add_help=False)  # the same options, accepted after any command
+    _common_options(common, after_command=True)
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the node daemon", description="Answer calls on the configured lines.")
+    r = sub.add_parser("run", parents=[common], help="run the node daemon",
+                       description="Answer calls on the configured lines until stopped (SIGTERM or Ctrl-C). "
+                                   "Waits for the card if it is not there yet. `python -m node_agent` is the same.")
     r.add_argument("--card", help="override the configuration's card URL")
-    s = sub.add_parser("status", help="lines, calls, card link and versions of the running node")
+    s = sub.add_parser("status", parents=[common], help="lines, calls, card link and versions of the running node")
     s.add_argument("--json", action="store_true")
-    a = sub.add_parser("accounts", help="caller accounts for keypad authentication")
+    a = sub.add_parser("accounts", parents=[common], help="caller accounts for keypad authentication")
     asub = a.add_subparsers(dest="action", required=True)
-    add = asub.add_parser("add", help="add an account (the PIN is asked for, never an argument)")
+    add = asub.add_parser("add", parents=[common], help="add an account (the PIN is asked for, never an argument)")
     add.add_argument("account")
     add.add_argument("--name")
     add.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
     add.add_argument("--replace", action="store_true", help="set a new PIN for an existing account")
-    imp = asub.add_parser("import", help="import accounts from a CSV (account,pin[,name])")
+    imp = asub.add_parser("import", parents=[common], help="import accounts from a CSV (account,pin[,name])")
     imp.add_argument("csv")
     imp.add_argument("--all-or-nothing", action="store_true",
                      help="import nothing if any row is bad (default: import the good rows, report the bad)")
-    ls = asub.add_parser("list", help="list accounts (never PINs)")
+    ls = asub.add_parser("list", parents=[common], help="list accounts (never PINs)")
     ls.add_argument("--json", action="store_true")
     for verb in ("disable", "enable"):
-        d = asub.add_parser(verb, help=f"{verb} an account")
+        d = asub.add_parser(verb, parents=[common], help=f"{verb} an account")
         d.add_argument("account")
-    al = sub.add_parser("alarms", help="blacklist alarms")
+    al = sub.add_parser("alarms", parents=[common], help="blacklist alarms")
     alsub = al.add_subparsers(dest="action", required=True)
-    all_ = alsub.add_parser("list", help="open alarms")
+    all_ = alsub.add_parser("list", parents=[common], help="open alarms")
     all_.add_argument("--all", action="store_true", help="include cleared ones")
     all_.add_argument("--json", action="store_true")
-    clr = alsub.add_parser("clear", help="clear an alarm: its account works again")
+    clr = alsub.add_parser("clear", parents=[common], help="clear an alarm: its account works again")
     clr.add_argument("id", type=int)
     clr.add_argument("--by", default=os.environ.get("USER", "admin"), help="who cleared it (default $USER)")
-    c = sub.add_parser("calls", help="call records, newest first")
+    c = sub.add_parser("calls", parents=[common], help="call records, newest first")
     c.add_argument("--json", action="store_true")
     c.add_argument("--limit", type=int, default=50)
-    cf = sub.add_parser("config", help="configuration tools")
+    cf = sub.add_parser("config", parents=[common], help="configuration tools")
     cfsub = cf.add_subparsers(dest="action", required=True)
-    cfsub.add_parser("check", help="check the configuration and say exactly what is wrong")
-    pr = sub.add_parser("prompts", help="prompt tools")
+    cfsub.add_parser("check", parents=[common], help="check the configuration and say exactly what is wrong")
+    pr = sub.add_parser("prompts", parents=[common], help="prompt tools")
     prsub = pr.add_subparsers(dest="action", required=True)
-    prsub.add_parser("build", help="synthesise / convert every prompt into the cache now")
+    prsub.add_parser("build", parents=[common], help="synthesise / convert every prompt into the cache now")
+    ex = prsub.add_parser("export", parents=[common], help="write every prompt as WAV (NAME.LANG.wav) to listen to")
+    ex.add_argument("folder")
+    ex.add_argument("--language", action="append", help="only this language (repeatable; default all the callers hear)")
     return p
 
 
@@ -241,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "status": cmd_status, "accounts": cmd_accounts, "alarms": cmd_alarms,
-                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts_build}
+                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts}
     try:
         return handlers[args.cmd](args)
     except ConfigError as exc:

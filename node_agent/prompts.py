@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,15 +63,19 @@ class PromptLibrary:
         except MediaError as exc:
             raise PromptError(f"prompt {prompt.name!r} ({language}): {exc}") from exc
 
+    @property
+    def languages(self) -> list[str]:
+        """Every language a caller can hear: the node's, and each one a language node offers."""
+        return sorted({self.config.language} | {
+            lang for flow in self.config.flows.values() for node in flow.nodes.values()
+            if node.type == "language" for lang in node["options"].values()})
+
     def build(self) -> BuildReport:
         """Make sure every prompt in every language is in the cache; returns what it had to do."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         built = cached = 0
-        languages = {self.config.language} | {
-            lang for flow in self.config.flows.values() for node in flow.nodes.values()
-            if node.type == "language" for lang in node["options"].values()}
         for prompt in self.config.prompts.values():
-            for language in sorted(languages if prompt.wav is None else {self.config.language}):
+            for language in (self.languages if prompt.wav is None else [self.config.language]):
                 key, text = self._key(prompt, language)
                 path = self._file(key)
                 if path.is_file():
@@ -83,6 +88,22 @@ class PromptLibrary:
                 built += 1
                 log.info("prompt %s (%s): %.1f s", prompt.name, language, len(pcm) / 8000)
         return BuildReport(built, cached, self.cache_dir)
+
+    def export(self, folder: Path, languages: list[str] | None = None) -> dict[str, Path]:
+        """Each prompt in each language as 8 kHz 16-bit WAV ``NAME.LANG.wav`` in ``folder``, to listen
+        to what callers hear; returns {"NAME.LANG": path}."""
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for name in self.config.prompts:
+            for language in languages or self.languages:
+                path = folder / f"{name}.{language}.wav"
+                with wave.open(str(path), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(8000)
+                    w.writeframes(self.get(name, language).astype("<i2").tobytes())
+                out[f"{name}.{language}"] = path
+        return out
 
     def get(self, name: str, language: str) -> np.ndarray:
         """A prompt as 8 kHz int16, from the cache (built on first use if missing)."""

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import random
 import time
-import wave
 from datetime import datetime
 from pathlib import Path
 
@@ -189,25 +188,6 @@ def write_config(tmp_path: Path, card: str, max_failures: int = 5, lines: int = 
     return path
 
 
-def export_prompts(lib: PromptLibrary, languages=("en", "cmn")) -> dict[str, str]:
-    """Each prompt in each language as a WAV, named 'prompt.lang', for the caller to spot."""
-    out = {}
-    folder = CACHE / "wav"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in lib.config.prompts:
-        for lang in languages:
-            pcm = lib.get(name, lang)
-            path = folder / f"{name}.{lang}.{len(pcm)}.wav"
-            if not path.exists():
-                with wave.open(str(path), "wb") as w:
-                    w.setnchannels(1)
-                    w.setsampwidth(2)
-                    w.setframerate(8000)
-                    w.writeframes(pcm.astype("<i2").tobytes())
-            out[f"{name}.{lang}"] = str(path)
-    return out
-
-
 @contextlib.asynccontextmanager
 async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5, lines: int = 2):
     cfg = load(write_config(tmp_path, sim.serial, max_failures, lines))
@@ -217,7 +197,7 @@ async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int =
     task = asyncio.create_task(node.run(ready))
     await asyncio.wait_for(ready.wait(), 30)
     client = await SimClient.parse(sim.control).connect()
-    refs = export_prompts(node.prompts)
+    refs = {name: str(path) for name, path in node.prompts.export(tmp_path / "prompts", ["en", "cmn"]).items()}
     try:
         yield node, client, refs
     finally:

@@ -49,3 +49,26 @@ def test_a_wav_that_disappears_gives_a_clear_error(tmp_path):
     wav.unlink()
     with pytest.raises(PromptError, match="prompt 'hold': cannot read .*hold.wav"):
         PromptLibrary(cfg).build()
+
+
+def test_nodectl_exports_every_prompt_as_wav_to_listen_to(tmp_path):
+    import sys
+    import wave
+
+    import numpy as np
+
+    from tests.conftest import ROOT
+
+    cfg_path = tmp_path / "branch.toml"
+    cfg_path.write_text(GOOD, encoding="utf-8")
+    out = tmp_path / "listen"
+    res = subprocess.run([sys.executable, "-m", "node_agent.cli", "-c", str(cfg_path), "prompts", "export", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "6 WAV file(s) written" in res.stdout, res.stderr
+    lib = PromptLibrary(load(cfg_path))
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{lang}.wav" for n in lib.config.prompts
+                                                           for lang in ("cmn", "en"))
+    with wave.open(str(out / "bye.cmn.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert np.array_equal(pcm, lib.get("bye", "cmn"))  # what callers hear, sample for sample
