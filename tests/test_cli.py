@@ -34,10 +34,24 @@ def test_simctl_call_without_a_simulator_says_what_to_do():
     assert "is `simctl card` running?" in res.stderr
 
 
-def test_node_without_a_card_says_what_to_do():
-    res = run("-m", "node_agent", "--card", "socket://127.0.0.1:9", "--connect-timeout", "1")
-    assert res.returncode == 2
-    assert "no line card answered on socket://127.0.0.1:9" in res.stderr
+def test_node_without_a_card_says_what_to_do_and_keeps_trying(tmp_path):
+    """The daemon waits for its card (a branch powers up in any order) and says why it waits."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "node_agent", "-c", str(ROOT / "config" / "demo-branch.toml"),
+                             "--data-dir", str(tmp_path), "--card", "socket://127.0.0.1:9"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(12)  # one 10 s attempt, then the first "retrying"
+        assert proc.poll() is None, "the node gave up instead of waiting for its card"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "no line card answered on socket://127.0.0.1:9" in err and "retrying" in err
+    assert "start the simulator" in err
+    assert "Traceback" not in err
 
 
 def test_scripted_call_report(sim_factory, tmp_path):
