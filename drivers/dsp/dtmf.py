@@ -124,16 +124,26 @@ class DtmfReceiver:
         self._samples += samples
 
     def _recent(self, start_ago: int, length: int) -> np.ndarray:
-        """``length`` samples starting ``start_ago`` samples before now (from the kept frames)."""
-        frames, got = [], 0
-        for f in reversed(self._frames):
-            frames.append(f)
-            got += len(f)
-            if got >= start_ago:
-                break
-        kept = np.concatenate(frames[::-1]) if frames else np.zeros(0, dtype=np.int16)
-        start_ago = min(start_ago, len(kept))
-        return kept[len(kept) - start_ago:][:length]
+        """``length`` samples starting ``start_ago`` samples before now (from the kept frames).
+
+        Only the frames that overlap the span are joined: this runs once per digit, and its cost
+        is most of what the frequency guard adds to spandsp."""
+        frames = self._frames
+        i, back = len(frames), 0
+        while i and back < start_ago:  # walk back to the frame holding the start
+            i -= 1
+            back += len(frames[i])
+        start_ago = min(start_ago, back)
+        offset = back - start_ago  # where the span starts in frames[i]
+        parts, got = [], -offset
+        while i < len(frames) and got < length:
+            parts.append(frames[i])
+            got += len(frames[i])
+            i += 1
+        if not parts:
+            return np.zeros(0, dtype=np.int16)
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return joined[offset:offset + length]
 
     @classmethod
     def _bank(cls, digit: str, err: float) -> np.ndarray:
@@ -155,7 +165,8 @@ class DtmfReceiver:
         if len(seg) < self.GUARD_N:
             return True  # too little audio kept to measure: trust spandsp
         iq = self._bank(d.digit, self.max_freq_error) @ seg
-        power = iq[:6] ** 2 + iq[6:] ** 2  # row: nominal, below, above; then the column's
+        iq *= iq
+        power = (iq[:6] + iq[6:]).tolist()  # row: nominal, below, above; then the column's
         if power[0] < max(power[1], power[2]) or power[3] < max(power[4], power[5]):
             self.rejected_off_frequency += 1
             return False
