@@ -56,13 +56,14 @@ def cmd_run(args) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        waiter, up = asyncio.create_task(stop.wait()), asyncio.create_task(ready.wait())
-        await asyncio.wait({task, waiter, up}, return_when=asyncio.FIRST_COMPLETED)
-        if up.done() and not task.done():
+        async def announce() -> None:  # the line `make run` and service managers wait for
+            await ready.wait()
             ident = node.board.identity
             print(f"node {cfg.node_id} up: card {ident.board_id} firmware {ident.firmware}, answering on "
                   f"line(s) {', '.join(str(r.line.number) for r in node.runners)}", flush=True)
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+
+        waiter, up = asyncio.create_task(stop.wait()), asyncio.create_task(announce())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         up.cancel()
         task.cancel()
         try:
@@ -204,11 +205,13 @@ def cmd_prompts(args) -> int:
 def _common_options(p: argparse.ArgumentParser, *, after_command: bool) -> None:
     # after the command (`nodectl run -c FILE`) an option left out must not reset what was given
     # before the command: there it has no default at all
-    default = (lambda value: argparse.SUPPRESS) if after_command else (lambda value: value)
-    p.add_argument("-c", "--config", default=default(DEFAULT_CONFIG),
+    unset = argparse.SUPPRESS
+    p.add_argument("-c", "--config", default=unset if after_command else DEFAULT_CONFIG,
                    help=f"the node's configuration (default {DEFAULT_CONFIG}, or $BRANCHNODE_CONFIG)")
-    p.add_argument("--data-dir", default=default(None), help="override the configuration's data directory")
-    p.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log what the node does")
+    p.add_argument("--data-dir", default=unset if after_command else None,
+                   help="override the configuration's data directory")
+    p.add_argument("-v", "--verbose", action="store_true", default=unset if after_command else False,
+                   help="log what the node does")
 
 
 def build_parser() -> argparse.ArgumentParser:

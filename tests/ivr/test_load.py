@@ -40,7 +40,5 @@ async def test_eight_lines_of_ivr_calls_for_two_minutes(sim_factory, tmp_path):
     for n in range(1, 9):
         card = stats["card"][f"line{n}"]
         assert card["overruns"] == 0, (n, card)
-    # the performance targets are measured by `make bench`; here: sane and recorded
+    # the latency targets are measured by `make bench`; here: measured at all
     assert key_ms and verify_ms
-    print(f"\n{total} calls; key-to-response p50 {key_ms[len(key_ms) // 2]:.0f} ms, "
-          f"p99 {key_ms[int(len(key_ms) * 0.99)]:.0f} ms; PIN verify p99 {verify_ms[int(len(verify_ms) * 0.99)]:.0f} ms")
