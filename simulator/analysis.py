@@ -66,6 +66,8 @@ def spot(heard: np.ndarray, refs: dict[str, np.ndarray], *, prefix_ms: int = 500
     n = len(x)
     found: list[tuple[int, str, int]] = []
     csum = np.concatenate([[0.0], np.cumsum(x * x)])
+    size = 1 << int(np.ceil(np.log2(n + prefix_ms * 8)))
+    xf = np.fft.rfft(x, size)  # once for all the prompts: the costly part on a long call
     for name, ref in refs.items():
         r = ref.astype(np.float64)
         nz = np.flatnonzero(np.abs(r) > 200)
@@ -76,8 +78,7 @@ def spot(heard: np.ndarray, refs: dict[str, np.ndarray], *, prefix_ms: int = 500
         m = len(p)
         if n < m:
             continue
-        size = 1 << int(np.ceil(np.log2(n + m)))
-        corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(p, size)), size)[: n - m + 1]
+        corr = np.fft.irfft(xf * np.conj(np.fft.rfft(p, size)), size)[: n - m + 1]
         energy = csum[m:] - csum[:-m]
         norm = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.sqrt(np.sum(p * p)))
         i = 0

@@ -198,7 +198,9 @@ class ControlServer:
         With ``prompts`` ({name: wav}), ``prompts`` in the answer lists which of them the caller
         has heard since the call was answered, in order, with when (``at_ms`` from the answer)
         and for how long. With ``until`` (one of those names), the listening stops as soon as
-        that prompt has been heard to its end (it may have begun just before this listen).
+        that prompt has been heard to its end since the previous listen stopped: it may have
+        begun, or even ended, while the caller was busy between the two (keying, or the
+        previous answer being worked out on a loaded machine).
         """
         line = self._line(req)
         ms = float(req.get("ms", 1000))
@@ -207,33 +209,36 @@ class ControlServer:
         if until is not None and until not in refs:
             raise ControlError(f"until {until!r} is not one of the prompts given")
         loaded = {name: await asyncio.to_thread(media.to_8k, path) for name, path in refs.items()}
-        begin = len(line.call_pcm())
         line.start_listening()
         if until is None:
             await self._card_wait(lambda: line.heard_ms() >= ms, ms * 1.5 + 500)
         else:
-            target = {until: loaded[until]}
-            end = self.card.clock.ms() + ms
-            look_back = min(begin, len(loaded[until]))  # it may have begun just before we asked
-            found = False
-            while self.card.clock.ms() < end:
-                await self._card_wait(lambda: False, 100)
-                recent = line.call_pcm()[begin - look_back:]
-                hits = await asyncio.to_thread(spot, recent, target)
-                # a prompt's last ~100 ms is its own trailing silence: do not insist on hearing it
-                if any(h["at_ms"] + h["full_ms"] - 120 <= len(recent) // 8 and h["at_ms"] + h["full_ms"] > look_back // 8
-                       for h in hits):
-                    found = True
-                    break
-                if not line.offhook:
-                    break  # the node hung up: nothing more will come
+            found = await self._listen_until(line, until, loaded[until], ms)
         pcm = line.take_heard()
         report = analyse(pcm, line.country)
         if loaded:
             report["prompts"] = await asyncio.to_thread(spot, line.call_pcm(), loaded)
         if until is not None:
-            report["until_heard"] = found  # decided on the audio around this listen, as it came in
+            report["until_heard"] = found  # decided on the audio as it came in
         return report
+
+    async def _listen_until(self, line, name: str, prompt: np.ndarray, ms: float) -> bool:
+        """Wait up to ``ms`` for ``prompt`` to end after the previous listen stopped."""
+        mark = line.listened_upto
+        start = max(0, mark - len(prompt))  # a prompt going on at the mark began at most this early
+        since = (mark - start) // 8
+        end = self.card.clock.ms() + ms
+        while True:
+            recent = line.call_pcm()[start:]
+            hits = await asyncio.to_thread(spot, recent, {name: prompt})
+            # it must end after the mark (the previous listen may have stopped on this very
+            # prompt, up to 120 ms before its end), and a prompt's last ~100 ms is its own
+            # trailing silence: do not insist on hearing that
+            if any(since < h["at_ms"] + h["full_ms"] - 120 <= len(recent) // 8 for h in hits):
+                return True
+            if not line.offhook or self.card.clock.ms() >= end:
+                return False  # out of time, or the node hung up: nothing more will come
+            await self._card_wait(lambda: False, 100)
 
     async def op_hangup(self, req: dict) -> dict:
         line = self._line(req)

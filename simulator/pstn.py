@@ -109,6 +109,7 @@ class SimLine:
         self.heard: list[np.ndarray] = []
         self.listening = False
         self.call_audio: list[np.ndarray] = []  # everything the caller heard since the answer
+        self.listened_upto = 0  # samples of call_audio the last listen had heard when it stopped
         self.hook_log: list[tuple[float, bool]] = []
         self.pulses = ""  # digits the card pulse-dialled
         self.flashes = 0
@@ -180,6 +181,7 @@ class SimLine:
         with self._lock:
             self.listening = False
             heard, self.heard = self.heard, []
+            self.listened_upto = sum(len(a) for a in self.call_audio)
         return np.concatenate(heard) if heard else np.zeros(0, dtype=np.int16)
 
     def call_pcm(self) -> np.ndarray:
@@ -226,6 +228,7 @@ class SimLine:
         if off and self.ring_start is not None and self.far_connected:
             self.ring_start = None  # answered: ringing stops
             self.call_audio = []
+            self.listened_upto = 0
             self.answer_ms = now
             self.answered.set()
         if not off and self.answered.is_set() and not self.hung_up.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import wave
 
 import pytest
 
@@ -129,3 +130,28 @@ async def test_gains_are_applied_by_the_card(sim):
         await asyncio.sleep(0.2)
         after = (await client.call("listen", line=1, ms=400))["level_dbm0"]
         assert 5 < before - after < 7
+
+
+async def test_listen_until_counts_a_prompt_that_played_while_the_caller_was_busy(sim, tmp_path):
+    # a scripted caller's next listen can start late (it was keying, or the previous answer took a
+    # while on a loaded machine): a prompt that played in between, even to its end, was still heard
+    pcm = {"first": speak("Please enter your account number.", "en"), "second": speak("Wrong PIN.", "en")}
+    refs = {name: str(tmp_path / f"{name}.wav") for name in pcm}
+    for name, samples in pcm.items():
+        with wave.open(refs[name], "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+            w.writeframes(samples.tobytes())
+    first, second = pcm["first"], pcm["second"]
+    async with connected(sim) as (board, client):
+        line = await answered_call(board, client, 1)
+        line.audio.write(first)
+        line.audio.write(second)
+        got = await client.call("listen", line=1, ms=8000, prompts=refs, until="first")
+        assert got["until_heard"]
+        await asyncio.sleep((len(second) / 8000) + 1.0)  # busy: the second prompt plays out unheeded
+        got = await client.call("listen", line=1, ms=3000, prompts=refs, until="second")
+        assert got["until_heard"], got["prompts"]
+        assert [p["prompt"] for p in got["prompts"]] == ["first", "second"]
+        # a prompt heard before the previous listen stopped is not heard again
+        got = await client.call("listen", line=1, ms=1000, prompts=refs, until="first")
+        assert not got["until_heard"]
