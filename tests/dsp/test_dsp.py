@@ -83,7 +83,7 @@ def _keyed(digits, freq_offset=0.0, twist=0.0, level=-10.0, on=60, off=60):
 
 def test_dtmf_receiver_meets_the_standard_limits():
     assert _keyed(DIGITS) == DIGITS
-    assert _keyed(DIGITS, twist=8) == DIGITS  # normal twist: row tone 8 dB louder
+    assert _keyed(DIGITS, twist=8) == DIGITS  # normal twist: row tone 8 dB louder (at one start: all starts below)
     assert _keyed(DIGITS, twist=-4) == DIGITS  # reverse twist
     assert _keyed(DIGITS, level=-26) == DIGITS
     assert _keyed(DIGITS, on=40, off=40) == DIGITS
@@ -103,6 +103,43 @@ def test_dtmf_frequency_tolerance_and_spandsps_limit_on_d():
         fr, fc = digit_frequencies("D")
         assert "".join(d.digit for d in detect(two_tone(fr, -10, fc * (1 + off), -10, 60, 60))) == "D"
         assert "".join(d.digit for d in detect(two_tone(fr * (1 + off), -10, fc, -10, 60, 60))) == "D"
+
+
+def _streamed(lead: int, *, twist=0.0, row_offset=0.0, col_offset=0.0, level=-10.0, on=50, off=50) -> str:
+    """All digits in one stream after ``lead`` samples, through μ-law as on the line."""
+    ulaw = G711(ULAW)
+    parts = [np.zeros(lead, dtype=np.int16)]
+    for dg in DIGITS:
+        fr, fc = digit_frequencies(dg)
+        parts.append(two_tone(fr * (1 + row_offset), level + twist / 2, fc * (1 + col_offset), level - twist / 2,
+                              on, off))
+    pcm = ulaw.decode(ulaw.encode(np.concatenate(parts + [np.zeros(800, dtype=np.int16)])))
+    return "".join(d.digit for d in detect(pcm))
+
+
+@pytest.mark.parametrize("limit, unreliable", [
+    ({"twist": 8}, "0*"), ({"twist": 6}, ""), ({"twist": -4}, ""),
+    ({"row_offset": 0.015}, ""), ({"row_offset": -0.015}, ""),
+    ({"col_offset": 0.015}, "*"), ({"col_offset": -0.015}, ""),
+    ({"on": 40, "off": 40}, ""), ({"level": -26}, ""),
+])
+def test_dtmf_limits_hold_at_every_alignment_but_spandsps_known_misses(limit, unreliable):
+    """A digit's tone can start anywhere against spandsp's 102-sample blocks: try every start.
+
+    spandsp misses 0 at 8 dB normal twist at 14 of the 102 starts, and * at 2 (there, and at
+    +1.5 % on its column tone): the 941 Hz row tone leaks into the neighbouring column filter
+    and fails the library's fixed 8 dB relative-peak check (docs/dsp.md, "DTMF limits").
+    Every other digit is taken at every start, as is every digit at 6 dB of twist."""
+    reliable = "".join(d for d in DIGITS if d not in unreliable)
+    missed = dict.fromkeys(unreliable, 0)
+    for lead in range(102):
+        got = _streamed(lead, **limit)
+        assert "".join(d for d in got if d not in unreliable) == reliable, (lead, got)
+        for d in unreliable:
+            missed[d] += d not in got
+    for d, n in missed.items():
+        # the known limit, measured: this fails when spandsp improves (then widen the tests)
+        assert 0 < n <= 102 // 5, (d, n)
 
 
 def test_dtmf_generator_rejects_bad_digits():
