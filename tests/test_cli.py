@@ -37,17 +37,27 @@ def test_simctl_call_without_a_simulator_says_what_to_do():
 def test_node_without_a_card_says_what_to_do_and_keeps_trying(tmp_path):
     """The daemon waits for its card (a branch powers up in any order) and says why it waits."""
     import signal
+    import threading
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "node_agent", "-c", str(ROOT / "config" / "demo-branch.toml"),
                              "--data-dir", str(tmp_path), "--card", "socket://127.0.0.1:9"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(12)  # one 10 s attempt, then the first "retrying"
+        # it first builds its prompts (a fresh data directory), then tries the card for 10 s:
+        # wait for the first "retrying" however long a loaded machine takes to get there
+        deadline = time.monotonic() + 120
+        while not any("retrying" in line for line in lines) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert proc.poll() is None, "the node gave up instead of waiting for its card"
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        reader.join(timeout=5)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     assert "no line card answered on socket://127.0.0.1:9" in err and "retrying" in err
     assert "start the simulator" in err

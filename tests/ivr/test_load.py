@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from tests.ivr.harness import ACCOUNTS, branch, caller, records
+from tests.ivr.harness import ACCOUNTS, branch, caller, records, wait_idle
 
 SECONDS = int(os.environ.get("LOAD_SECONDS", "120"))
 
@@ -19,7 +19,8 @@ async def test_eight_lines_of_ivr_calls_for_two_minutes(sim_factory, tmp_path):
             node.auth.add_account(account, pin)
         until = time.monotonic() + SECONDS
         expected = await asyncio.gather(*(caller(sim.control, n, until, wrong_every=4) for n in range(1, 9)))
-        await asyncio.sleep(2)
+        for n in range(1, 9):  # the last calls cleared and their records written
+            await wait_idle(node, n, timeout=30)
         stats = await node.board.stats()
         key_ms = sorted(node.ivr.key_to_response_ms)
         verify_ms = sorted(node.auth.verify_ms)
