@@ -1,4 +1,4 @@
-"""Audio files and speech as 8 kHz int16: WAV of any rate through sox, text through espeak-ng.
+"""Audio files and speech as 8 kHz int16: WAV of any rate through sox (8 kHz WAV out), text through espeak-ng.
 
 Used for the node's prompts and the simulated callers' speech alike."""
 
@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,16 @@ def to_8k(path: str | Path) -> np.ndarray:
     if res.returncode != 0:
         raise MediaError(f"sox could not read {p}: {res.stderr.decode(errors='replace').strip()}")
     return np.frombuffer(res.stdout, dtype="<i2").astype(np.int16)
+
+
+def write_wav(path: str | Path, pcm: np.ndarray) -> Path:
+    """8 kHz int16 samples as a mono 16-bit WAV file (what callers hear, or what they said)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.asarray(pcm).astype("<i2").tobytes())
+    return Path(path)
 
 
 def synthesize(text: str, voice: str = "en") -> np.ndarray:

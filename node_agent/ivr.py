@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import wave
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from datetime import datetime
 
 import numpy as np
 
+from drivers.audiofile import write_wav
 from hal import Line
 
 from .auth import Authenticator
@@ -284,12 +284,8 @@ class Ivr:
             return
         self.recordings.mkdir(parents=True, exist_ok=True)
         path = self.recordings / f"{call.call_id}-{kind}.wav"
-        pcm = np.concatenate(frames).astype("<i2")
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(8000)
-            w.writeframes(pcm.tobytes())
+        pcm = np.concatenate(frames)
+        write_wav(path, pcm)
         with self.store.transaction() as db:
             db["recordings"].insert({"call_id": call.call_id, "kind": kind, "path": str(path),
                                      "ms": len(pcm) // 8, "caller_number": call.caller_number,

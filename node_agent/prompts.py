@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from drivers.audiofile import MediaError, synthesize, to_8k
+from drivers.audiofile import MediaError, synthesize, to_8k, write_wav
 from drivers.dsp import G711, ULAW
 
 from .config import NodeConfig, Prompt
@@ -96,13 +95,7 @@ class PromptLibrary:
         out = {}
         for name in self.config.prompts:
             for language in languages or self.languages:
-                path = folder / f"{name}.{language}.wav"
-                with wave.open(str(path), "wb") as w:
-                    w.setnchannels(1)
-                    w.setsampwidth(2)
-                    w.setframerate(8000)
-                    w.writeframes(self.get(name, language).astype("<i2").tobytes())
-                out[f"{name}.{language}"] = path
+                out[f"{name}.{language}"] = write_wav(folder / f"{name}.{language}.wav", self.get(name, language))
         return out
 
     def get(self, name: str, language: str) -> np.ndarray:

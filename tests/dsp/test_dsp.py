@@ -72,13 +72,16 @@ def test_dtmf_generator_and_receiver_agree_with_duration_and_level():
         assert -12 <= d.level_dbm0 <= -4, d  # two tones at -10 dBm0 each: about -7 dBm0 together
 
 
-def _keyed(digits, freq_offset=0.0, twist=0.0, level=-10.0, on=60, off=60):
-    out = ""
-    for dg in digits:
-        fr, fc = digit_frequencies(dg)
-        pcm = two_tone(fr * (1 + freq_offset), level + twist / 2, fc * (1 + freq_offset), level - twist / 2, on, off)
-        out += "".join(d.digit for d in detect(pcm))
-    return out
+def _tone(digit, *, twist=0.0, row_offset=0.0, col_offset=0.0, level=-10.0, on=60, off=60) -> np.ndarray:
+    """One digit as a caller's phone might send it: twist is row minus column level."""
+    fr, fc = digit_frequencies(digit)
+    return two_tone(fr * (1 + row_offset), level + twist / 2, fc * (1 + col_offset), level - twist / 2, on, off)
+
+
+def _keyed(digits, freq_offset=0.0, **tone):
+    """Each digit on its own, from the start of spandsp's first block."""
+    return "".join(d.digit for dg in digits
+                   for d in detect(_tone(dg, row_offset=freq_offset, col_offset=freq_offset, **tone)))
 
 
 def test_dtmf_receiver_meets_the_standard_limits():
@@ -105,14 +108,11 @@ def test_dtmf_frequency_tolerance_and_spandsps_limit_on_d():
         assert "".join(d.digit for d in detect(two_tone(fr * (1 + off), -10, fc, -10, 60, 60))) == "D"
 
 
-def _streamed(lead: int, *, twist=0.0, row_offset=0.0, col_offset=0.0, level=-10.0, on=50, off=50) -> str:
+def _streamed(lead: int, **tone) -> str:
     """All digits in one stream after ``lead`` samples, through μ-law as on the line."""
     ulaw = G711(ULAW)
-    parts = [np.zeros(lead, dtype=np.int16)]
-    for dg in DIGITS:
-        fr, fc = digit_frequencies(dg)
-        parts.append(two_tone(fr * (1 + row_offset), level + twist / 2, fc * (1 + col_offset), level - twist / 2,
-                              on, off))
+    tone = {"on": 50, "off": 50} | tone
+    parts = [np.zeros(lead, dtype=np.int16)] + [_tone(dg, **tone) for dg in DIGITS]
     pcm = ulaw.decode(ulaw.encode(np.concatenate(parts + [np.zeros(800, dtype=np.int16)])))
     return "".join(d.digit for d in detect(pcm))
 

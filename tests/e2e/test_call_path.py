@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import wave
 
 import pytest
 
 import hal
-from drivers.audiofile import speak
+from drivers.audiofile import speak, write_wav
 from drivers.dsp import ToneGenerator, ToneSpec, dbm0
 from hal import events as ev
 from tests.helpers import answered_call, collect_digits, connected, wait_for
@@ -136,11 +135,7 @@ async def test_listen_until_counts_a_prompt_that_played_while_the_caller_was_bus
     # a scripted caller's next listen can start late (it was keying, or the previous answer took a
     # while on a loaded machine): a prompt that played in between, even to its end, was still heard
     pcm = {"first": speak("Please enter your account number.", "en"), "second": speak("Wrong PIN.", "en")}
-    refs = {name: str(tmp_path / f"{name}.wav") for name in pcm}
-    for name, samples in pcm.items():
-        with wave.open(refs[name], "wb") as w:
-            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
-            w.writeframes(samples.tobytes())
+    refs = {name: str(write_wav(tmp_path / f"{name}.wav", samples)) for name, samples in pcm.items()}
     first, second = pcm["first"], pcm["second"]
     async with connected(sim) as (board, client):
         line = await answered_call(board, client, 1)

@@ -12,13 +12,11 @@ clock of the whole path, so nothing else changes) to keep the suite short.
 
 from __future__ import annotations
 
-import wave
-
 import numpy as np
 import pytest
 
 import hal
-from drivers.audiofile import speak
+from drivers.audiofile import speak, write_wav
 from hal import events as ev
 from tests.helpers import answered_call, collect_digits, connected
 
@@ -93,12 +91,7 @@ def music(path, seconds: int, seed: int = 7) -> None:
         env = np.minimum(1, np.minimum(t / 0.02, (0.25 - t) / 0.05))
         out.append(x * env)
     pcm = np.concatenate(out)
-    pcm = (pcm / np.max(np.abs(pcm)) * 12000).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(pcm.tobytes())
+    write_wav(path, (pcm / np.max(np.abs(pcm)) * 12000).astype(np.int16))
 
 
 def speech_text(base: str, seconds: float, voice: str) -> str:
