@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -81,14 +82,16 @@ def spot(heard: np.ndarray, refs: dict[str, np.ndarray], *, prefix_ms: int = 500
         corr = np.fft.irfft(xf * np.conj(np.fft.rfft(p, size)), size)[: n - m + 1]
         energy = csum[m:] - csum[:-m]
         norm = corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.sqrt(np.sum(p * p)))
+        # walk only the places over the threshold (a Python loop over every sample of a long
+        # call took seconds per listen): the best match within a prefix of the first one is
+        # the prompt's start, and the next can only begin half a prompt later
         i = 0
-        while i < len(norm):
-            if norm[i] >= threshold:
-                j = i + int(np.argmax(norm[i:i + m]))
-                found.append((j - lead, name, len(r)))
-                i = j + len(r) // 2
-            else:
-                i += 1
+        for k in np.flatnonzero(norm >= threshold):
+            if k < i:
+                continue
+            j = int(k) + int(np.argmax(norm[k:k + m]))
+            found.append((j - lead, name, len(r)))
+            i = j + len(r) // 2
     found.sort()
     # prompts that open the same way ("please enter ...") all match at one place: keep the one
     # that also matches best over the rest of its length
@@ -130,3 +133,33 @@ def spot(heard: np.ndarray, refs: dict[str, np.ndarray], *, prefix_ms: int = 500
             played = min(length, end - at, n - at)
         out.append({"prompt": name, "at_ms": a // 8, "ms": played // 8, "full_ms": length // 8})
     return out
+
+
+@dataclass
+class Spotter:
+    """``spot`` over a recording that only grows (a call), redoing only what new audio can change.
+
+    Every listen asks which prompts the caller has heard since the answer. Spotting the whole
+    call each time took seconds on a long call, long enough for the node's digit timeouts to
+    expire while a scripted caller waited for the answer. Hits that begin well before the last
+    one found are final: only the tail is spotted again.
+    """
+
+    refs: dict[str, np.ndarray]
+    prefix_ms: int = 500
+    margin: int = 8000  # samples re-spotted before the last hit: covers a prompt's leading silence
+    hits: list[dict] = field(default_factory=list)
+    upto: int = 0  # samples of the recording spotted so far
+
+    def update(self, heard: np.ndarray) -> list[dict]:
+        if len(heard) < self.upto:  # a new recording (a new call): start again
+            self.hits, self.upto = [], 0
+        redo = self.upto - self.prefix_ms * 8  # a prompt whose opening was not all there yet
+        if self.hits:
+            redo = min(redo, self.hits[-1]["at_ms"] * 8)
+        redo = max(0, redo - self.margin) // 8 * 8  # whole ms, so at_ms shifts exactly
+        kept = [h for h in self.hits if h["at_ms"] * 8 < redo]
+        new = spot(heard[redo:], self.refs, prefix_ms=self.prefix_ms)
+        self.hits = kept + [h | {"at_ms": h["at_ms"] + redo // 8} for h in new]
+        self.upto = len(heard)
+        return [dict(h) for h in self.hits]

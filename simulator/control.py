@@ -19,7 +19,7 @@ from drivers import audiofile as media
 from drivers.dsp import CallerId, Noise
 from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
 
-from .analysis import analyse, spot
+from .analysis import Spotter, analyse, spot
 from .card import SimCard
 from .pstn import RING_CADENCES
 
@@ -208,7 +208,11 @@ class ControlServer:
         until = req.get("until")
         if until is not None and until not in refs:
             raise ControlError(f"until {until!r} is not one of the prompts given")
-        loaded = {name: await asyncio.to_thread(media.to_8k, path) for name, path in refs.items()}
+        if line.spotter is None or line.spotter[0] != refs:
+            loaded = {name: await asyncio.to_thread(media.to_8k, path) for name, path in refs.items()}
+            line.spotter = (dict(refs), Spotter(loaded))
+        spotter = line.spotter[1]
+        loaded = spotter.refs
         line.start_listening()
         if until is None:
             await self._card_wait(lambda: line.heard_ms() >= ms, ms * 1.5 + 500)
@@ -217,7 +221,7 @@ class ControlServer:
         pcm = line.take_heard()
         report = analyse(pcm, line.country)
         if loaded:
-            report["prompts"] = await asyncio.to_thread(spot, line.call_pcm(), loaded)
+            report["prompts"] = await asyncio.to_thread(spotter.update, line.call_pcm())
         if until is not None:
             report["until_heard"] = found  # decided on the audio as it came in
         return report

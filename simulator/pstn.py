@@ -110,6 +110,7 @@ class SimLine:
         self.listening = False
         self.call_audio: list[np.ndarray] = []  # everything the caller heard since the answer
         self.listened_upto = 0  # samples of call_audio the last listen had heard when it stopped
+        self.spotter = None  # (prompt files, analysis.Spotter) of this call's listens
         self.hook_log: list[tuple[float, bool]] = []
         self.pulses = ""  # digits the card pulse-dialled
         self.flashes = 0
@@ -229,6 +230,7 @@ class SimLine:
             self.ring_start = None  # answered: ringing stops
             self.call_audio = []
             self.listened_upto = 0
+            self.spotter = None
             self.answer_ms = now
             self.answered.set()
         if not off and self.answered.is_set() and not self.hung_up.is_set():

@@ -23,9 +23,9 @@ async def test_menu_navigation_and_an_invalid_key(sim, tmp_path):
             {"op": "listen", "until": "lang.en", "ms": 5000},
             {"op": "dtmf", "digits": "3"},
             {"op": "listen", "until": "main.en", "ms": 5000},
-            {"op": "dtmf", "digits": "9"},  # not an option
-            {"op": "listen", "ms": 200},
-            {"op": "dtmf", "digits": "2", "on_ms": 60},  # pressed while "invalid" plays: dropped
+            # 9 is not an option; the 2 keyed 300 ms later, while "invalid" plays, is dropped
+            # (one keying, so the gap does not depend on how soon an answer comes back)
+            {"op": "dtmf", "digits": "92", "on_ms": 60, "off_ms": 300},
             {"op": "listen", "until": "main.en", "ms": 8000},
             {"op": "dtmf", "digits": "2"},
             {"op": "listen", "until": "main.en", "ms": 8000},
