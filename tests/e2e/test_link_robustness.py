@@ -34,9 +34,9 @@ async def test_bit_errors_both_ways_lose_no_digit_and_leave_only_single_frame_ga
         await client.call("fault", ber=0)
         stats = await board.stats()
         sim_st = await client.call("status")
-    assert heard == sent  # nothing lost, nothing doubled
     host_line = stats["lines"][1]
     card_line = stats["card"]["line1"]
+    assert heard == sent, (host_line, card_line)  # nothing lost, nothing doubled
     assert host_line["longest_gap"] <= 1, host_line  # card -> host
     assert card_line["longest_gap"] <= 1, card_line  # host -> card
     # the errors happened and are visible on both sides
