@@ -56,7 +56,16 @@ MAX_DIGITS = const(32)
 AUDIO_UP_LEN = const(162)
 AUDIO_DOWN_LEN = const(160)
 MAX_PAYLOAD = const(HEADER_LEN + AUDIO_UP_LEN + CRC_LEN)
-MAX_WIRE = const(MAX_PAYLOAD + 4)  # COBS adds at most 1 byte in 254, plus the delimiter
+# On the wire a frame of under 254 bytes grows by one COBS code byte and the 0x00 delimiter.
+AUDIO_UP_WIRE = const(HEADER_LEN + AUDIO_UP_LEN + CRC_LEN + 2)  # 172: card -> host audio frame
+AUDIO_DOWN_WIRE = const(HEADER_LEN + AUDIO_DOWN_LEN + CRC_LEN + 2)  # 170: host -> card audio frame
+MAX_WIRE = const(MAX_PAYLOAD + 1)  # longest valid frame between delimiters (COBS code byte included)
+
+# Reliable frames (CMD host -> card, EVENT card -> host): the same rules at both ends.
+RETRY_MS = const(80)  # resend an unacknowledged frame after this long
+MAX_TRIES = const(12)  # ~1 s: after the last try the sender gives up and treats the link as down
+DEDUPE_WINDOW = const(64)  # sequence numbers a receiver remembers to drop repeated frames
+MAX_PENDING = const(32)  # unacknowledged frames a sender keeps in flight (< DEDUPE_WINDOW)
 
 # Capabilities (HELLO caps bits)
 CAP_PULSE_DIAL = const(0x01)
@@ -99,10 +108,28 @@ EV_CID_WINDOW = const(8)  # value: 1 opened, 0 closed
 EV_LINE_STATE = const(9)  # value: bit0 off-hook, bit1 ringing, bit2 reversed polarity (after SYNC)
 EV_RING_STOP = const(10)  # value: ms since the last ring: the caller gave up before answer
 
+# STATS counters: the index of each in the STATS body, and its name (the same order).
+LC_RX_FRAMES = const(0)
+LC_CRC_ERRORS = const(1)
+LC_COBS_ERRORS = const(2)
+LC_TRUNCATED = const(3)
+LC_OVERSIZED = const(4)
+LC_UNKNOWN_TYPE = const(5)
+LC_DUPLICATES = const(6)
+LC_RETRIES = const(7)
 LINK_COUNTERS = ("rx_frames", "crc_errors", "cobs_errors", "truncated", "oversized", "unknown_type",
                  "duplicates", "retries")
+CC_AUDIO_UP = const(0)
+CC_AUDIO_DOWN = const(1)
+CC_UNDERRUNS = const(2)
+CC_OVERRUNS = const(3)
+CC_LOST = const(4)
+CC_LATE = const(5)
+CC_EVENTS_DROPPED = const(6)
+CC_LONGEST_GAP = const(7)
 CHANNEL_COUNTERS = ("audio_up", "audio_down", "underruns", "overruns", "lost", "late", "events_dropped",
                     "longest_gap")
+N_COUNTERS = const(8)  # both tables; STATS = "<8I"
 
 # Deframer results
 OK = const(0)
