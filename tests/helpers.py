@@ -40,6 +40,30 @@ async def collect_digits(line: hal.Line, quiet_s: float, max_s: float) -> str:
     return got
 
 
+async def until_heard(client: SimClient, line_no: int, timeout: float = 5.0, min_dbm0: float = -40.0) -> None:
+    """Wait until the caller on ``line_no`` hears audio (what the host wrote has come through the
+    link and the card's playout buffer): short listens until one is louder than ``min_dbm0``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        level = (await client.call("listen", line=line_no, ms=60))["level_dbm0"]
+        if level is not None and level > min_dbm0:
+            return
+    raise AssertionError(f"the caller on line {line_no} heard nothing within {timeout} s")
+
+
+async def until_played(line: hal.Line, timeout: float = 10.0, after_frames: int = 10) -> None:
+    """Wait until everything written to ``line`` has been sent to the card and ``after_frames``
+    more 20 ms turns of the card's clock have passed (more than its playout buffer holds), so
+    the caller has heard all of it."""
+    await asyncio.wait_for(line.audio.drained(), timeout)
+    mark = line.audio.frames_out + after_frames
+    end = time.monotonic() + timeout
+    while line.audio.frames_out < mark:
+        if time.monotonic() > end:
+            raise AssertionError(f"line {line.number}: the card's clock stopped ({line.audio.frames_out} frames out)")
+        await asyncio.sleep(0.02)
+
+
 @contextlib.asynccontextmanager
 async def connected(sim, config: hal.BoardConfig | None = None):
     board = hal.open(sim.serial, config)

@@ -10,7 +10,7 @@ import hal
 from drivers.audiofile import speak, write_wav
 from drivers.dsp import ToneGenerator, ToneSpec, dbm0
 from hal import events as ev
-from tests.helpers import answered_call, collect_digits, connected, wait_for
+from tests.helpers import answered_call, collect_digits, connected, until_heard, until_played, wait_for
 
 DIGITS = "1234567890*#ABCD"
 
@@ -49,7 +49,7 @@ async def test_tone_and_speech_from_the_host_are_heard_by_the_caller(sim):
         line = await answered_call(board, client, 1)
         tone = ToneGenerator(ToneSpec(1000, 0, -12, 0, 0)).read(8000 * 2)
         line.audio.write(tone)
-        await asyncio.sleep(0.3)
+        await until_heard(client, 1)  # through the link and the card's playout buffer
         heard = await client.call("listen", line=1, ms=1000)
         assert heard["peak_hz"] and abs(heard["peak_hz"][0] - 1000) < 5
         assert abs(heard["level_dbm0"] - dbm0(tone)) < 1.5
@@ -123,10 +123,9 @@ async def test_gains_are_applied_by_the_card(sim):
         line = await answered_call(board, client, 1)
         tone = ToneGenerator(ToneSpec(800, 0, -10, 0, 0)).read(8000 * 3)
         line.audio.write(tone)
-        await asyncio.sleep(0.3)
+        await until_heard(client, 1)
         before = (await client.call("listen", line=1, ms=400))["level_dbm0"]
-        await line.set_gains(0, -6)
-        await asyncio.sleep(0.2)
+        await line.set_gains(0, -6)  # the card applies it as it plays, from its acknowledgement on
         after = (await client.call("listen", line=1, ms=400))["level_dbm0"]
         assert 5 < before - after < 7
 
@@ -143,7 +142,7 @@ async def test_listen_until_counts_a_prompt_that_played_while_the_caller_was_bus
         line.audio.write(second)
         got = await client.call("listen", line=1, ms=8000, prompts=refs, until="first")
         assert got["until_heard"]
-        await asyncio.sleep((len(second) / 8000) + 1.0)  # busy: the second prompt plays out unheeded
+        await until_played(line, timeout=len(second) / 8000 + 10)  # busy: the second prompt plays out unheeded
         got = await client.call("listen", line=1, ms=3000, prompts=refs, until="second")
         assert got["until_heard"], got["prompts"]
         assert [p["prompt"] for p in got["prompts"]] == ["first", "second"]
