@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from node_agent.config import load
 from node_agent.daemon import Node
 from node_agent.prompts import PromptLibrary
 from simulator.client import SimClient
+from simulator.load import Flow
 
 CACHE = Path.home() / ".cache" / "branchnode" / "test-prompts"
 WEEKDAY_10AM = datetime(2026, 11, 23, 10, 0)  # a Monday
@@ -27,7 +26,7 @@ card = "{card}"
 data_dir = "{data}"
 language = "en"
 max_daily_failures = {max_failures}
-answer_on_ring = 1
+answer_on_ring = {answer_on_ring}
 
 {lines}
 
@@ -180,17 +179,19 @@ type = "hangup"
 """
 
 
-def write_config(tmp_path: Path, card: str, max_failures: int = 5, lines: int = 2) -> Path:
+def write_config(tmp_path: Path, card: str, max_failures: int = 5, lines: int = 2, answer_on_ring: int = 1) -> Path:
     path = tmp_path / "branch.toml"
     table = "".join(f'[lines.{n}]\nnumber = "{n}00"\nflow = "main"\n' for n in range(1, lines + 1))
-    path.write_text(CONFIG.format(card=card, data=tmp_path / "data", max_failures=max_failures, lines=table),
+    path.write_text(CONFIG.format(card=card, data=tmp_path / "data", max_failures=max_failures, lines=table,
+                                  answer_on_ring=answer_on_ring),
                     encoding="utf-8")
     return path
 
 
 @contextlib.asynccontextmanager
-async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5, lines: int = 2):
-    cfg = load(write_config(tmp_path, sim.serial, max_failures, lines))
+async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5, lines: int = 2,
+                 answer_on_ring: int = 1):
+    cfg = load(write_config(tmp_path, sim.serial, max_failures, lines, answer_on_ring))
     node = Node(cfg, clock=lambda: clock)
     node.prompts = node.ivr.prompts = PromptLibrary(cfg, cache_dir=CACHE)
     ready = asyncio.Event()
@@ -246,37 +247,6 @@ async def wait_idle(node: Node, line: int = 1, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-# -- load: eight lines of back-to-back calls (used by `make bench`) --------------------------------
-ACCOUNTS = {n: (f"62220{n:05d}", f"{n}4{n}9{n}3") for n in range(1, 9)}
-
-
-async def caller(sim_control: str, line: int, until: float, wrong_every: int) -> list[str]:
-    """Calls back to back: language, account services, account and PIN typed ahead, then listen.
-
-    Callers on different lines are independent, as on a real branch: each starts at its own
-    moment and pauses a while between calls (seeded by the line, so a run can be repeated).
-    Identical callers started together would key their PINs in the same 100 ms, every time.
-    """
-    account, pin = ACCOUNTS[line]
-    rng = random.Random(line)
-    expected = []
-    n = 0
-    async with SimClient.parse(sim_control) as sim:
-        await asyncio.sleep(rng.uniform(0, 8))
-        while time.monotonic() < until:
-            n += 1
-            wrong = n % wrong_every == 0
-            await sim.call("ring", line=line, cadence=[400, 400], timeout_ms=15000)
-            await sim.call("listen", line=line, ms=300)  # a caller starts keying once they hear the greeting
-            keys = f"31{account}#{'000000' if wrong else pin}#"
-            await sim.call("dtmf", line=line, digits=keys, on_ms=60, off_ms=60)
-            if wrong:  # one wrong PIN, then hang up while being asked again
-                await sim.call("listen", line=line, ms=2500)
-                await sim.call("hangup", line=line)
-                expected.append("wrong")
-            else:
-                done = await sim.call("wait_onhook", line=line, timeout_ms=20000)
-                assert done["onhook"], f"line {line}: the node did not finish call {n}"
-                expected.append("verified")
-            await asyncio.sleep(rng.uniform(0.3, 2.5))
-    return expected
+# -- load: the shared load generator (simulator/load.py) walks this flow (answering on ring 2) ------
+LOAD_FLOW = Flow(language_key="3", after_language="main.en", menu_key="1", account_prompt="account.en",
+                 pin_prompt="pin.en", verified="ok.en", wrong="wrong.en")

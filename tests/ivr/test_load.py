@@ -1,4 +1,5 @@
-"""All eight lines busy with IVR calls for two minutes: every call ends with the right result."""
+"""All eight lines busy with IVR calls for two minutes: every call ends with the right result,
+and every caller hears the node answer each of its keys."""
 
 from __future__ import annotations
 
@@ -7,23 +8,26 @@ import json
 import os
 import time
 
-from tests.ivr.harness import ACCOUNTS, branch, caller, records, wait_idle
+from simulator.load import ACCOUNTS, caller
+from tests.ivr.harness import LOAD_FLOW, branch, records, wait_idle
 
 SECONDS = int(os.environ.get("LOAD_SECONDS", "120"))
 
 
 async def test_eight_lines_of_ivr_calls_for_two_minutes(sim_factory, tmp_path):
     sim = sim_factory("--channels", "8")
-    async with branch(sim, tmp_path, lines=8) as (node, _client, _refs):
+    async with branch(sim, tmp_path, lines=8, answer_on_ring=2) as (node, _client, refs):
         for account, pin in ACCOUNTS.values():
             node.auth.add_account(account, pin)
         until = time.monotonic() + SECONDS
-        expected = await asyncio.gather(*(caller(sim.control, n, until, wrong_every=4) for n in range(1, 9)))
+        reports = await asyncio.gather(*(caller(sim.control, n, until, flow=LOAD_FLOW, refs=refs, wrong_every=4)
+                                         for n in range(1, 9)))
         for n in range(1, 9):  # the last calls cleared and their records written
             await wait_idle(node, n, timeout=30)
         stats = await node.board.stats()
-        key_ms = sorted(node.ivr.key_to_response_ms)
-        verify_ms = sorted(node.auth.verify_ms)
+    failures = [f"line {rep.line}: {f}" for rep in reports for f in rep.failures]
+    assert not failures, failures[:3]
+    expected = [r.outcomes for r in reports]
     rec = records(node)
     by_line = {n: [r for r in rec if r["line"] == n] for n in range(1, 9)}
     for n in range(1, 9):
@@ -37,9 +41,16 @@ async def test_eight_lines_of_ivr_calls_for_two_minutes(sim_factory, tmp_path):
             else:
                 assert r["disposition"] == "caller_hangup" and path[-1] == "auth", r
     total = sum(len(e) for e in expected)
-    assert total >= 8 * SECONDS // 20  # each line kept busy: a call takes about 10 s
+    assert total >= 8 * SECONDS // 20  # each line kept busy: a call takes about 12 s
     for n in range(1, 9):
         card = stats["card"][f"line{n}"]
         assert card["overruns"] == 0, (n, card)
-    # the latency targets are measured by `make bench`; here: measured at all
-    assert key_ms and verify_ms
+    # the callers heard the node answer their keys (the latency targets are `make bench`'s)
+    timed = [r for rep in reports for r in rep.responses]
+    assert len(timed) >= 4 * (total - 8), "the callers could not time most of their calls"
+    missed = [(rep.line, r) for rep in reports for r in rep.missed()]
+    # an answer whose first half second came damaged is not recognised: on a loaded machine the
+    # odd one can be, and the audio counters above say why; more than that is a fault
+    assert len(missed) <= len(timed) // 50, f"{len(missed)} of {len(timed)} answers not heard: {missed[:3]}"
+    heard = [r.ms for r in timed if r.ms is not None]
+    assert all(0 < ms < 2000 for ms in heard), sorted(heard)[-3:]
