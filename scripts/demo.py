@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +89,27 @@ async def call(control: str, refs: dict[str, str]) -> dict:
     return result
 
 
+def call_record(placed: datetime, timeout: float = 15.0) -> dict:
+    """The record of the call placed at ``placed``, once the node has written it."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        rows = json.loads(nodectl("calls", "--json", "--limit", "1").stdout or "[]")
+        if rows and rows[0]["ended"] and datetime.fromisoformat(rows[0]["started"]) >= placed:
+            return rows[0]
+        time.sleep(0.2)
+    raise RuntimeError(f"the node wrote no record of the call within {timeout:.0f} s")
+
+
+def lines_idle(timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        st = nodectl("status", "--json")
+        if st.returncode == 0 and all(ln["state"] == "idle" for ln in json.loads(st.stdout)["lines"]):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the node's lines were not idle {timeout:.0f} s after the call")
+
+
 def main() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs: list[subprocess.Popen] = []
@@ -141,14 +163,15 @@ def main() -> int:
                 time.sleep(0.1)
 
             say("== a call")
+            placed = datetime.now(UTC)
             result = asyncio.run(call(sim["control"], refs))
-            time.sleep(1.2)  # the record is written as the call clears; status is published each second
+            rec = call_record(placed)  # written as the call clears, just after the hang-up
+            lines_idle()  # the status the node publishes each second has caught up
             say("== nodectl status")
             say(nodectl("status").stdout.rstrip())
             say("== nodectl calls (newest first)")
             say(nodectl("calls", "--limit", "3").stdout.rstrip())
 
-            rec = json.loads(nodectl("calls", "--json", "--limit", "1").stdout)[0]
             path = json.loads(rec["ivr_path"])
             ok = (rec["auth_outcome"] == "verified" and rec["account"] == ACCOUNT and rec["caller_number"] == CID[0]
                   and path[-2:] == ["account_status", "goodbye"] and result.get("onhook")
