@@ -124,18 +124,21 @@ async def card_path(channels: int, seconds: float) -> dict:
         for n in range(1, channels + 1):
             ring = asyncio.create_task(client.call("ring", line=n, cadence=[300, 300]))
             line = board.lines[n - 1]
+            deadline = time.monotonic() + 30
             while not line.offhook:
-                e = await line.next_event(10)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"line {n} never rang")
+                e = await line.next_event(1)
                 if type(e).__name__ == "Ring":
                     await line.answer()
             await ring
             line.audio.write(ToneGenerator(ToneSpec(500 + 50 * n, 0, -15, 0, 0)).read(int(8000 * (seconds + 5))))
             await client.call("dtmf", line=n, digits="1" * int(seconds), on_ms=500, off_ms=500, wait=False)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # warm-up before the measured window (not a synchronisation)
         before = await client.call("status")
         audio_before = sum(ln.counters.frames for ln in board.lines)
         c0, t0 = time.process_time(), time.monotonic()
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)  # the measured window
         cpu, wall = time.process_time() - c0, time.monotonic() - t0
         after = await client.call("status")
         frames = sum(ln.counters.frames for ln in board.lines) - audio_before
