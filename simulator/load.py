@@ -21,7 +21,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from .client import SimClient
+from .client import SimClient, SimError
 
 ACCOUNTS = {n: (f"62220{n:05d}", f"{n}4{n}9{n}3") for n in range(1, 9)}  # line -> (account, PIN)
 KEY_MS = 60  # tone and gap of every key: a brisk but ordinary caller
@@ -114,6 +114,26 @@ def _match(responses: list[Response], heard: list[dict]) -> None:
                 break
 
 
+async def _wrong_pin(sim: SimClient, line: int, flow: Flow, refs: dict[str, str]) -> dict:
+    """Hang up once told the PIN was wrong (while being asked again); what the caller heard."""
+    await sim.call("silence", line=line, ms=20, timeout_ms=30000)  # the keys are all out
+    await sim.call("listen", line=line, ms=20)  # ... and the caller listens from here
+    got = await sim.call("listen", line=line, ms=10000, prompts=refs, until=flow.wrong)
+    await sim.call("hangup", line=line)
+    return got
+
+
+async def _verified(sim: SimClient, line: int, flow: Flow, refs: dict[str, str], report: CallerReport,
+                    n: int) -> dict:
+    """Wait for the node to end the call; what the caller heard."""
+    done = await sim.call("wait_onhook", line=line, timeout_ms=25000)
+    if not done["onhook"]:
+        report.failures.append(f"call {n}: the node did not hang up after the call")
+        await sim.call("hangup", line=line)
+    # the call is over: this only asks which prompts the caller heard, and when
+    return await sim.call("listen", line=line, ms=1000, prompts=refs, until=flow.verified)
+
+
 async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs: dict[str, str],
                  wrong_every: int = 4, report: CallerReport | None = None) -> CallerReport:
     """Calls on ``line`` until ``until`` (``time.monotonic()``): pick the language, account
@@ -146,20 +166,14 @@ async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs:
                 report.failures.append(f"call {n}: the node did not answer")
                 await sim.call("hangup", line=line)
                 continue
-            if wrong:  # one wrong PIN, then hang up once told so (while being asked again)
-                await sim.call("silence", line=line, ms=20, timeout_ms=20000)  # the keys are all out
-                await sim.call("listen", line=line, ms=20)  # ... and the caller listens from here
-                got = await sim.call("listen", line=line, ms=10000, prompts=listen_refs, until=flow.wrong)
+            try:
+                got = await (_wrong_pin(sim, line, flow, listen_refs) if wrong
+                             else _verified(sim, line, flow, listen_refs, report, n))
+            except SimError as exc:  # the simulator refused a step: the call went wrong
+                report.failures.append(f"call {n}: {exc}")
                 await sim.call("hangup", line=line)
-                report.outcomes.append("wrong")
-            else:
-                done = await sim.call("wait_onhook", line=line, timeout_ms=25000)
-                if not done["onhook"]:
-                    report.failures.append(f"call {n}: the node did not hang up after the call")
-                    await sim.call("hangup", line=line)
-                # the call is over: this only asks which prompts the caller heard, and when
-                got = await sim.call("listen", line=line, ms=1000, prompts=listen_refs, until=flow.verified)
-                report.outcomes.append("verified")
+                continue
+            report.outcomes.append("wrong" if wrong else "verified")
             if measured:  # an answer the caller did not recognise (never came, or came damaged) stays None
                 _match(responses, got["prompts"])
                 report.responses += responses
