@@ -24,6 +24,7 @@ from hal import Line
 from .auth import Authenticator
 from .config import FlowNode, NodeConfig
 from .prompts import PromptLibrary
+from .schedule import is_open
 
 log = logging.getLogger("node_agent.ivr")
 
@@ -246,15 +247,8 @@ class Ivr:
                 return node["on_fail"]
 
     async def _schedule(self, call: Call, node: FlowNode) -> str | None:
-        now = self.clock()
-        if now.date().isoformat() in node.get("holidays", []):
-            return node["closed"]
-        span = node["hours"].get(("mon", "tue", "wed", "thu", "fri", "sat", "sun")[now.weekday()])
-        if span:
-            start, end = span.split("-")
-            if start <= now.strftime("%H:%M") < end:
-                return node["open"]
-        return node["closed"]
+        # spans may run past midnight (a night shift): node_agent.schedule knows the rules
+        return node["open"] if is_open(node["hours"], node.get("holidays", []), self.clock()) else node["closed"]
 
     async def _record(self, call: Call, node: FlowNode) -> str | None:
         await self.play(call, [node["prompt"]], barge_in=False)
