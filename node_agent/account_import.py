@@ -17,6 +17,7 @@ is committed in one transaction at the end, or nothing is.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hmac
 import io
@@ -38,6 +39,7 @@ MAX_NAME_CHARS = 100
 COLUMNS = ("account", "pin", "name")
 BATCH_ROWS = 256  # rows per transaction (default mode): a batch is whole or absent after a crash
 BATCH_SECONDS = 1.0  # ... and at most this much hashing is lost by an interruption
+SMALL = 8  # rows per worker process below which starting one does not pay
 
 
 class CsvError(ValueError):
@@ -243,23 +245,25 @@ def import_rows(store: Store, rows: list[Row], path: Path, *, replace: bool, all
              if r.account in stored else None, replace) for r in rows]
     hashed: list[tuple[Row, tuple]] = []
     last_commit = time.monotonic()
-    ctx = multiprocessing.get_context("spawn")  # workers start clean: no copy of our database connection
-    with ProcessPoolExecutor(max_workers=workers or cores(), mp_context=ctx, initializer=_worker_init) as pool:
-        try:
-            for done, (row, res) in enumerate(zip(rows, pool.map(_work, jobs, chunksize=4)), start=1):
-                hashed.append((row, res))
-                if progress:
-                    progress.update(done)
-                if not all_or_nothing and (len(hashed) >= BATCH_ROWS or time.monotonic() - last_commit >= BATCH_SECONDS):
-                    _commit(store, _decide(hashed, stored, path, replace), path, out)
-                    hashed.clear()
-                    last_commit = time.monotonic()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
+    n = min(workers or cores(), max(1, len(jobs) // SMALL))
+    with contextlib.ExitStack() as stack:
+        if n > 1:  # a few rows are hashed here: starting worker processes would cost more than they save
+            ctx = multiprocessing.get_context("spawn")  # workers start clean: no copy of our database connection
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init))
+            stack.callback(pool.shutdown, wait=False, cancel_futures=True)  # an interruption stops them at once
+            results = pool.map(_work, jobs, chunksize=4)
+        else:
+            results = map(_work, jobs)
+        if progress:
+            stack.callback(progress.close)
+        for done, (row, res) in enumerate(zip(rows, results), start=1):
+            hashed.append((row, res))
             if progress:
-                progress.close()
+                progress.update(done)
+            if not all_or_nothing and (len(hashed) >= BATCH_ROWS or time.monotonic() - last_commit >= BATCH_SECONDS):
+                _commit(store, _decide(hashed, stored, path, replace), path, out)
+                hashed.clear()
+                last_commit = time.monotonic()
     plan = _decide(hashed, stored, path, replace)
     if all_or_nothing and plan.refused:
         out.refused += plan.refused
