@@ -261,6 +261,10 @@ def cmd_prompts(args) -> int:
     cfg = _config(args)
     lib = PromptLibrary(cfg)
     if args.action == "export":
+        unknown = [lang for lang in args.language or [] if lang not in lib.languages]
+        if unknown:
+            raise UsageError(f"--language {unknown[0][:20]!r}: callers of {cfg.path} hear "
+                             f"{', '.join(lib.languages)}: choose among them")
         files = lib.export(Path(args.folder), args.language or None)
         print(f"prompts: {len(files)} WAV file(s) written to {args.folder}")
         return 0
@@ -373,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
               f"nodectl, or a sqlite3 shell) and stayed so for {args.lock_wait:g} s: try again when it is "
               "done, or give --lock-wait more seconds", file=sys.stderr)
         return 75  # EX_TEMPFAIL: trying again later can work
+    except BrokenPipeError:  # `nodectl calls | head`: the reader has all it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes it at exit
+        return 141
     except OSError as exc:
         where = exc.filename if exc.filename is not None else "a file"
         print(f"nodectl: {where}: {exc.strerror or exc}: check the path and its permissions", file=sys.stderr)

@@ -126,6 +126,13 @@ def test_rows_are_numbered_as_in_the_file_and_names_kept_whole(capsys, cfg, tmp_
     assert [(a["id"], a["name"]) for a in listed] == [("6222001235", "WANG\u2028FANG"), ("6222001236", "LI, NA")]
 
 
+def test_a_utf8_bom_is_not_part_of_the_header(capsys, cfg, tmp_path):
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b"account,pin,name\n6222001234,482913,ZHAO LEI\n")
+    rc, out, err = nodectl(capsys, "-c", str(cfg), "accounts", "import", str(path))
+    assert rc == 0 and "imported 1 new account(s)" in out, err
+
+
 def test_100000_rows_are_checked_in_seconds(tmp_path):
     """The duplicate check was quadratic (376 s for 100,000 rows): checking is one linear pass."""
     path = tmp_path / "accounts.csv"
@@ -150,6 +157,7 @@ def test_100000_rows_are_checked_in_seconds(tmp_path):
     (["accounts", "add", "6222001234", "--pin-stdin", "--name", "A\nB"], "--name: the name contains the control"),
     (["accounts", "add", "62x2", "--pin-stdin"], "account '62x2' must be 4 to 20 digits"),
     (["alarms", "clear", "7"], "no alarm 7"),
+    (["prompts", "export", "wavs", "--language", "fr"], "--language 'fr': callers of"),
 ])
 def test_bad_arguments(capsys, monkeypatch, cfg, argv, want):
     monkeypatch.setattr(sys, "stdin", io.StringIO("482913\n"))
