@@ -247,7 +247,7 @@ def import_rows(store: Store, rows: list[Row], path: Path, *, replace: bool, all
     last_commit = time.monotonic()
     n = min(workers or cores(), max(1, len(jobs) // SMALL))
     with contextlib.ExitStack() as stack:
-        if n > 1:  # a few rows are hashed here: starting worker processes would cost more than they save
+        if n > 1:  # (a few rows are hashed here: starting worker processes would cost more than it saves)
             ctx = multiprocessing.get_context("spawn")  # workers start clean: no copy of our database connection
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init))
             stack.callback(pool.shutdown, wait=False, cancel_futures=True)  # an interruption stops them at once

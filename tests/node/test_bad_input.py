@@ -165,6 +165,18 @@ def test_bad_arguments(capsys, monkeypatch, cfg, argv, want):
     assert rc == 2 and want in err
 
 
+def test_a_pin_on_stdin_that_is_not_text(capsys, monkeypatch, cfg):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe4829\n"), encoding="utf-8"))
+    rc, _, err = nodectl(capsys, "-c", str(cfg), "accounts", "add", "6222001234", "--pin-stdin")
+    assert rc == 2 and "--pin-stdin: standard input is not text" in err
+
+
+def test_a_data_dir_that_is_a_file(capsys, cfg, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = nodectl(capsys, "-c", str(cfg), "--data-dir", str(tmp_path / "afile"), "accounts", "list")
+    assert rc == 2 and f"cannot open the node database {tmp_path / 'afile' / 'node.db'}" in err
+
+
 def test_prompts_export_under_a_file(capsys, cfg, tmp_path):
     (tmp_path / "afile").write_text("x")
     rc, _, err = nodectl(capsys, "-c", str(cfg), "prompts", "export", str(tmp_path / "afile" / "wavs"))
