@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import events
 from .audio import AudioPort
-from .line import Board, Identity, Line
+from .line import Board, Identity, Line, LinkStatus
 from .linecard import BoardConfig, LineCardBoard
 
 _SERIAL_SCHEMES = ("socket://", "loop://", "rfc2217://", "spy://", "/dev/", "COM")
@@ -26,4 +26,4 @@ def open(url: str, config: BoardConfig | None = None) -> Board:  # noqa: A001 - 
     raise ValueError(f"no HAL backend for {url!r}: use a serial port (/dev/ttyACM0) or socket://HOST:PORT")
 
 
-__all__ = ["AudioPort", "Board", "BoardConfig", "Identity", "Line", "LineCardBoard", "events", "open"]
+__all__ = ["AudioPort", "Board", "BoardConfig", "Identity", "Line", "LineCardBoard", "LinkStatus", "events", "open"]
