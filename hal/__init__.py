@@ -11,6 +11,8 @@ picks the backend; nothing above this package knows whether the card is real or 
 
 from __future__ import annotations
 
+from drivers.dsp.receive import RxFrame
+
 from . import events
 from .audio import AudioPort
 from .line import Board, Identity, Line, LinkStatus
@@ -26,4 +28,4 @@ def open(url: str, config: BoardConfig | None = None) -> Board:  # noqa: A001 - 
     raise ValueError(f"no HAL backend for {url!r}: use a serial port (/dev/ttyACM0) or socket://HOST:PORT")
 
 
-__all__ = ["AudioPort", "Board", "BoardConfig", "Identity", "Line", "LineCardBoard", "LinkStatus", "events", "open"]
+__all__ = ["AudioPort", "Board", "BoardConfig", "Identity", "Line", "LineCardBoard", "LinkStatus", "RxFrame", "events", "open"]
