@@ -8,6 +8,7 @@ import struct
 import subprocess
 
 import numpy as np
+import pytest
 
 import hal
 from drivers.dsp import ALAW, G711, ULAW
@@ -127,7 +128,29 @@ def test_the_daemon_status_reads_link_health_only_through_the_hal(tmp_path):
 
 
 def test_a_bad_redundancy_setting_is_named():
-    import pytest
-
     with pytest.raises(ValueError, match="BoardConfig.redundancy '9': use 'auto' or a number of copies"):
         BoardConfig(redundancy="9")
+
+
+async def test_a_command_the_card_never_acknowledges_takes_every_line_down_and_back_up():
+    from drivers.linecard import LinkDown
+    from hal import events as ev
+
+    card = FakeCard(channels=2)
+    board = board_on(card)
+    await board.start(timeout=2)
+    try:
+        for line in board.lines:
+            assert isinstance(await line.next_event(1), ev.LineUp)
+        card.lose_cmds = -1
+        with pytest.raises(LinkDown, match="did not acknowledge command GAIN on line 1"):
+            await board.lines[0].set_gains(0, -3)
+        for line in board.lines:
+            down = await line.next_event(1)
+            assert isinstance(down, ev.LineDown) and "did not acknowledge command GAIN" in down.reason
+        card.lose_cmds = 0
+        for line in board.lines:  # SYNC -> HELLO on the reopened port: idle and usable again
+            assert isinstance(await line.next_event(3), ev.LineUp)
+        assert board.connected and board.link_status().reconnects == 1
+    finally:
+        await board.close()
