@@ -70,14 +70,13 @@ class Node:
 
     def status(self) -> dict:
         ident = self.board.identity
-        link = self.board.link.counters if hasattr(self.board, "link") else None
+        link = self.board.link_status()
         return {
             "node": self.config.node_id, "version": __version__, "pid": os.getpid(), "updated": time.time(),
             "uptime_s": round(time.time() - self.started), "card": {
                 "url": self.config.card, "connected": self.board.connected,
                 "board": ident.board_id if ident else None, "firmware": ident.firmware if ident else None,
-                "bad_frames": sum(link.bad_frames.values()) if link else None,
-                "reconnects": link.reconnects if link else None},
+                "bad_frames": link.bad_frames, "reconnects": link.reconnects},
             "lines": [{"line": r.line.number, "number": r.config.number, "flow": r.config.flow, "state": r.state,
                        "calls": r.calls, "caller": r.current.caller_number if r.current else "",
                        "node": r.current.path[-1] if r.current and r.current.path else ""} for r in self.runners],
