@@ -63,8 +63,13 @@ async def serve_card(args: argparse.Namespace) -> int:
     print(f"  control     : {host}:{port}   (simctl call --sim {host}:{port} ...)", flush=True)
     if args.info_file:  # written whole, then renamed: a reader never sees half of it
         tmp = Path(args.info_file + ".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(args.info_file)
+        try:
+            tmp.write_text(json.dumps(info))
+            tmp.replace(args.info_file)
+        except OSError as exc:
+            await ctl.close()
+            card.stop()
+            raise SimError(f"--info-file {args.info_file}: cannot write it ({exc.strerror})") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
