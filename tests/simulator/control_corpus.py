@@ -51,6 +51,7 @@ CASES = [
     # ops and fields
     Case("ops", j(), "op", "no op"),
     Case("ops", j(op=5), "op", "op a number"),
+    Case("ops", j(op=["ring"]), "op", "op a list"),
     Case("ops", j(op="explode"), "op", "an unknown op"),
     Case("ops", j(op="__init__"), "op", "a Python name as op"),
     Case("ops", j(op="status", bogus=1), "bogus", "an unknown field"),
