@@ -186,7 +186,7 @@ class Authenticator:
             if (result == "wrong" and countable and self._daily_failures(db, key, day) > self.max_daily_failures
                     and not self._blacklisted(db, key)):
                 stamp = now_utc()
-                what = "" if known else "unknown account (an attack signal: someone is trying account numbers): "
+                what = "" if known else "unknown account, an attack signal: "
                 db["alarms"].insert({"kind": "blacklist", "account": key, "raised_at": stamp,
                                      "detail": f"{what}more than {self.max_daily_failures} PIN failures on {day}",
                                      "cleared_at": None, "cleared_by": None})

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from node_agent.auth import Authenticator, AuthError
-from node_agent.store import Store, StoreError
+from node_agent.store import MIGRATIONS, Store, StoreError
 from tests.conftest import ROOT
 
 PIN = "482913"
@@ -240,7 +240,7 @@ def test_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path):
     path = tmp_path / "node.db"
     Store(path).close()
     s = Store(path)
-    assert s.schema_version == 2 and "recordings" in s.db.table_names()
+    assert s.schema_version == len(MIGRATIONS) and "recordings" in s.db.table_names()
     s.db.execute("PRAGMA user_version=7")
     s.close()
     with pytest.raises(StoreError, match="schema version 7, newer than this software"):
@@ -281,3 +281,41 @@ def test_the_store_is_safe_from_many_threads_at_once(store):
     assert not errors, errors[:3]
     assert store.db["call_records"].count == 8 * 150
     assert store.outbox_count() == 8 * 150
+
+
+def test_digits_stored_in_clear_before_version_3_are_erased(tmp_path):
+    """A node upgraded from schema 2 had unknown ids (PINs keyed at the account prompt, account and
+    PIN run together) stored in clear: the migration erases them from the rows and the file."""
+    import json
+
+    import sqlite_utils
+
+    from node_agent.store import _v1, _v2
+
+    path, leaked = tmp_path / "node.db", "622200123458274619"
+    db = sqlite_utils.Database(path)
+    _v1(db)
+    _v2(db)
+    db.execute("PRAGMA user_version=2")
+    db["accounts"].insert({"id": "6222001234", "salt": b"s", "pin_hash": b"h", "kdf": "scrypt:n=2,r=1,p=1"})
+    for i, (acct, known) in enumerate([(leaked, 0), ("6222001234", 1)]):
+        db["auth_events"].insert({"at": "t", "day": "d", "account": acct, "known": known, "call_id": f"c{i}",
+                                  "line": 1, "outcome": "wrong"})
+        db["call_records"].insert({"id": f"c{i}", "line": 1, "account": acct, "disposition": "completed"})
+        for kind in ("auth_event", "call_record"):
+            db["outbox"].insert({"key": f"{kind}-{i}", "kind": kind, "payload": json.dumps({"account": acct}),
+                                 "created": "t"})
+    db.conn.close()
+    assert leaked.encode() in path.read_bytes()
+    store = Store(path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        assert [r["account"] for r in store.db.query("SELECT account FROM auth_events ORDER BY id")] == \
+            ["unknown:erased", "6222001234"]
+        assert [r["account"] for r in store.db.query("SELECT account FROM call_records ORDER BY id")] == \
+            ["unknown:erased", "6222001234"]
+        assert [i.payload["account"] for i in store.outbox_pending()] == ["unknown:erased"] * 2 + ["6222001234"] * 2
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("node.db"))
+        assert leaked.encode() not in raw
+    finally:
+        store.close()
