@@ -223,6 +223,9 @@ class Ivr:
         first, inter = node.get("first_digit_timeout_ms", 6000), node.get("inter_digit_timeout_ms", 4000)
         while True:
             await self.play(call, [node["account_prompt"]])
+            # up to 20 digits (the longest account id): a PIN keyed here, or account and PIN run
+            # together without '#', is just an account that does not exist, asked for its PIN and
+            # refused like any other; the Authenticator keeps only a keyed hash of such digits
             account = await self._ask_digits(call, min_digits=4, max_digits=20, terminator="#",
                                              first_ms=first, inter_ms=inter)
             await self.play(call, [node["pin_prompt"]])
@@ -231,7 +234,7 @@ class Ivr:
             # an empty or timed-out entry is checked like any other: same prompts, same count
             outcome = await self.auth.verify(account or "", pin or "", call_id=call.call_id,
                                              line=call.line.number)
-            del pin
+            del pin, account  # keyed digits go no further than the Authenticator
             call.account = outcome.account
             call.auth_outcome = outcome.result
             if outcome.result == "verified":
