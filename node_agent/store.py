@@ -50,7 +50,15 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["callbacks"].create({"id": int, "call_id": str, "number": str, "caller_number": str, "at": str}, pk="id")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3_calls_in_progress(db: sqlite_utils.Database) -> None:
+    """Call records opened at the first ring and kept up to date (``ended`` is NULL while the call
+    is up); where the call ended; recordings whose ``ms`` is NULL while they are being made."""
+    db["call_records"].add_column("updated", str)
+    db["call_records"].add_column("ended_in", str)
+    db["call_records"].create_index(["ended"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_calls_in_progress]
 
 
 def now_utc() -> str:
