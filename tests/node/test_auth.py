@@ -13,7 +13,7 @@ import time
 import pytest
 
 from node_agent.auth import Authenticator, AuthError
-from node_agent.store import Store, StoreError
+from node_agent.store import MIGRATIONS, Store, StoreError
 from tests.conftest import ROOT
 
 PIN = "482913"
@@ -176,7 +176,7 @@ def test_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path):
     path = tmp_path / "node.db"
     Store(path).close()
     s = Store(path)
-    assert s.schema_version == 2 and "recordings" in s.db.table_names()
+    assert s.schema_version == len(MIGRATIONS) and "recordings" in s.db.table_names()
     s.db.execute("PRAGMA user_version=7")
     s.close()
     with pytest.raises(StoreError, match="schema version 7, newer than this software"):
