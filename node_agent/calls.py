@@ -64,7 +64,7 @@ class LineRunner:
         t_ring = time.monotonic()
         # opened at the first ring, not at the answer: a caller the node heard ring is a call the
         # branch must know of (a missed call gets called back), even if the node dies before answering
-        await asyncio.to_thread(self.log.open, rec)
+        await self.log.open(rec)
         while ring.count < self.answer_on_ring:
             e = await line.next_event(RING_GAP_S)
             if isinstance(e, ev.Ring):
@@ -151,11 +151,10 @@ class LineRunner:
             await call.changed.wait()
             call.changed.clear()
             _take(call, rec)
-            await asyncio.to_thread(self.log.update, rec)
+            await self.log.update(rec)
 
     async def _close(self, rec: CallRecord) -> None:
-        # the commit waits for the disk (and for other writers): never on the event loop
-        await asyncio.to_thread(self.log.close, rec)
+        await self.log.close(rec)  # off the event loop: the commit waits for the disk
         log.info("line %d: call %s %s", rec.line, rec.id, rec.disposition)
 
 

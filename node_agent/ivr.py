@@ -287,7 +287,7 @@ class Ivr:
         max_frames = node.get("max_ms", 60000) // 20
         audio = call.line.audio
         audio.reset()  # only what the caller says from now on
-        take = await asyncio.to_thread(self.recordings.begin, call.call_id, node["kind"], call.caller_number)
+        take = await self.recordings.begin(call.call_id, node["kind"], call.caller_number)
         call.doing = "recording"
         try:
             while take.frames < max_frames:
@@ -303,7 +303,7 @@ class Ivr:
             call.doing = ""
             # a caller who hangs up mid-message still leaves the message: finished off the event
             # loop, and whole even if this task is being cancelled (a crash is Recordings.recover's)
-            ms = await asyncio.shield(asyncio.to_thread(self.recordings.finish, take))
+            ms = await asyncio.shield(self.recordings.finish(take))
             if ms:
                 call.values[f"recording_{node['kind']}"] = str(take.path)
         return node["next"]

@@ -9,8 +9,10 @@ start :meth:`Recordings.recover` finishes every message left with ``ms`` NULL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,14 +56,25 @@ def _part(path: Path) -> Path:
 
 
 class Recordings:
-    """The ``recordings`` table and ``DATA/recordings/``. Methods that commit or write whole files
-    run off the event loop (``asyncio.to_thread``)."""
+    """The ``recordings`` table and ``DATA/recordings/``. What commits or writes whole files runs
+    in a thread of its own: a caller hanging up mid-message is released once the message is
+    kept, and that must not queue behind the PIN checks that fill the default worker threads."""
 
     def __init__(self, store: Store, folder: Path) -> None:
         self.store = store
         self.folder = folder
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
 
-    def begin(self, call_id: str, kind: str, caller_number: str) -> Take:
+    async def begin(self, call_id: str, kind: str, caller_number: str) -> Take:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._begin, call_id, kind,
+                                                                caller_number)
+
+    async def finish(self, take: Take) -> int | None:
+        """The message as a WAV, its row and its outbox item; returns its length in ms (None if
+        the caller said nothing: then there is no message, no row and no file)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._finish_take, take)
+
+    def _begin(self, call_id: str, kind: str, caller_number: str) -> Take:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{call_id}-{kind}.wav"
         file = _part(path).open("wb")
@@ -71,14 +84,13 @@ class Recordings:
                                               "at": datetime.now().isoformat(timespec="seconds")}).last_pk
         return Take(row_id, call_id, kind, path, file)
 
-    def finish(self, take: Take) -> int | None:
-        """The message as a WAV, its row and its outbox item; returns its length in ms (None if
-        the caller said nothing: then there is no message, no row and no file)."""
+    def _finish_take(self, take: Take) -> int | None:
         take.file.close()
         return self._finish(take.row_id, take.call_id, take.kind, take.path)
 
     def recover(self) -> int:
-        """Finish the messages a previous run was recording when it died; returns how many."""
+        """Finish the messages a previous run was recording when it died; returns how many. Run at
+        start-up, before any call (off the event loop: it commits)."""
         rows = list(self.store.db.query("SELECT id, call_id, kind, path FROM recordings WHERE ms IS NULL"))
         for r in rows:
             ms = self._finish(r["id"], r["call_id"], r["kind"], Path(r["path"]))

@@ -9,8 +9,10 @@ state, whichever way it is reached, so HQ gets exactly one per call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -44,18 +46,32 @@ class CallRecord:
 
 
 class CallLog:
-    """The ``call_records`` table. Each method is one durable transaction: call them off the
-    event loop (``asyncio.to_thread``), a commit waits for the disk."""
+    """The ``call_records`` table. Each write is one durable transaction, run in a thread of this
+    log's own: a commit waits for the disk, and the final one, which the line's release waits
+    for, must not queue behind the PIN checks that fill the default worker threads."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-records")
 
-    def open(self, rec: CallRecord) -> None:
+    async def open(self, rec: CallRecord) -> None:
+        await self._run(self._open, rec)
+
+    async def update(self, rec: CallRecord) -> None:
+        await self._run(self._update, rec)
+
+    async def close(self, rec: CallRecord) -> None:
+        await self._run(self._close, rec)
+
+    async def _run(self, fn, rec: CallRecord) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writer, fn, rec)
+
+    def _open(self, rec: CallRecord) -> None:
         rec.updated = now()
         with self.store.transaction() as db:
             db["call_records"].insert(rec.row())
 
-    def update(self, rec: CallRecord) -> None:
+    def _update(self, rec: CallRecord) -> None:
         """The state so far. A no-op once the record is closed, so an update that lost the race
         with the final state can never overwrite it."""
         row = rec.row() | {"updated": now()}
@@ -64,7 +80,7 @@ class CallLog:
         with self.store.transaction() as db:
             db.execute(f"UPDATE call_records SET {sets} WHERE id = :id AND ended IS NULL", row | {"id": rec.id})
 
-    def close(self, rec: CallRecord) -> None:
+    def _close(self, rec: CallRecord) -> None:
         """The final state, and its one outbox item for HQ, in one transaction."""
         rec.ended = rec.updated = now()
         row = rec.row()
@@ -73,7 +89,8 @@ class CallLog:
             self.store.enqueue(db, "call_record", f"call-{rec.id}", row)
 
     def close_interrupted(self) -> list[str]:
-        """Close the records a previous run left open (it died with those calls up); returns their ids.
+        """Close the records a previous run left open (it died with those calls up); returns their
+        ids. Run at start-up, before any call (off the event loop: it commits).
 
         ``ended`` is the last moment that run knew the call was up (its last update), and
         ``ended_in`` the node the call was in then.
@@ -87,6 +104,7 @@ class CallLog:
                 db["call_records"].update(row["id"], {k: row[k] for k in ("ended", "disposition", "ended_in")})
                 self.store.enqueue(db, "call_record", f"call-{row['id']}", row)
         for row in rows:
-            log.warning("line %d: call %s was interrupted (the node stopped during it, in %s)", row["line"],
-                        row["id"], row["ended_in"] or "ringing")
+            log.warning("line %d: call %s was interrupted: the node stopped during it (%s)", row["line"],
+                        row["id"], f"in {row['ended_in']}" if row["ended_in"] else
+                        "answered" if row["answered"] else "ringing")
         return [row["id"] for row in rows]

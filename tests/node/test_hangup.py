@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -119,3 +120,27 @@ async def test_hang_up_releases_the_line_within_200_ms(tmp_path, case, event):
             assert msg["call_id"] == rec["id"] and msg["ms"] >= 200, msg
     finally:
         store.close()
+
+
+async def test_the_release_does_not_queue_behind_busy_worker_threads(tmp_path):
+    """Eight PIN checks at once fill the default worker threads for a few hundred ms: the final
+    record's commit, which the release waits for, has a thread of its own."""
+    node = OneLineNode(tmp_path)
+    node.start()
+    loop = asyncio.get_running_loop()
+    busy: list[asyncio.Future] = []
+    try:
+        node.line.emit(ev.Ring(1, 1))
+        await until(lambda: node.runner.current is not None, 5, "the call was answered")
+        call = node.runner.current
+        node.keys("3")
+        await until(lambda: call.path[-1:] == ["menu"] and call.doing == "keys", 5, "the menu waits for a key")
+        # every default worker thread busy, and more waiting (as with many PINs checked at once)
+        busy = [loop.run_in_executor(None, time.sleep, 0.5) for _ in range(16)]
+        t0 = node.line.emit(ev.HungUp(1, "loop_drop"))
+        await until(lambda: node.line.released_at is not None, 5, "the line was released")
+        assert node.line.released_at - t0 < BOUND_S, f"released {(node.line.released_at - t0) * 1000:.0f} ms after"
+    finally:
+        await asyncio.gather(*busy)
+        await node.stop()
+    assert node.records()[0]["disposition"] == "caller_hangup"
