@@ -22,6 +22,7 @@ from .calls import LineRunner
 from .config import NodeConfig
 from .ivr import Ivr
 from .prompts import PromptLibrary
+from .records import CallLog
 from .store import Store
 
 log = logging.getLogger("node_agent")
@@ -39,6 +40,13 @@ class Node:
         self.started = time.time()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
+        # calls a previous run died with: closed as interrupted, and their messages kept,
+        # before any new call can start
+        interrupted = await asyncio.to_thread(CallLog(self.store).close_interrupted)
+        recovered = await asyncio.to_thread(self.ivr.recordings.recover)
+        if interrupted or recovered:
+            log.warning("after a stop: %d call record(s) closed as interrupted, %d message(s) recovered",
+                        len(interrupted), recovered)
         report = await asyncio.to_thread(self.prompts.build)
         log.info("prompts: %d built, %d cached", report.built, report.cached)
         while True:

@@ -68,7 +68,16 @@ def _v3_erase_unknown_account_digits(db: sqlite_utils.Database) -> None:
     db.execute(f"PRAGMA secure_delete={int(was)}")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_erase_unknown_account_digits]
+def _v4_calls_in_progress(db: sqlite_utils.Database) -> None:
+    """Call records opened at the first ring and kept up to date (``ended`` is NULL while the call
+    is up); where the call ended; recordings whose ``ms`` is NULL while they are being made."""
+    db["call_records"].add_column("updated", str)
+    db["call_records"].add_column("ended_in", str)
+    db["call_records"].create_index(["ended"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_erase_unknown_account_digits,
+                                                               _v4_calls_in_progress]
 
 
 def now_utc() -> str:
