@@ -178,6 +178,9 @@ class FakeLine(hal.Line):
     async def set_gains(self, rx_db: float, tx_db: float) -> None:
         pass
 
+    def set_rx_tap(self, tap) -> None:
+        self.rx_tap = tap  # no audio comes from this fake caller
+
     async def _tick(self) -> None:
         rng = np.random.default_rng(self.number)
         while self._offhook:
