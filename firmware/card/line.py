@@ -159,13 +159,14 @@ class FxoLine:
             if not self.ringing and self.ring_hi >= RING_ON_TICKS:
                 self.ringing = True
                 self.ring_count += 1
-                self.ring_start = now
+                self.ring_start = time.ticks_add(now, -(RING_ON_TICKS - 1) * TICK_MS)  # when it began
                 self.close_cid_window()
                 self.emit(self.ch, wire.EV_RING_ON, self.ring_count)
             elif self.ringing and self.ring_lo >= RING_OFF_TICKS:
                 self.ringing = False
                 self.last_ring = now
-                self.emit(self.ch, wire.EV_RING_OFF, time.ticks_diff(now, self.ring_start) - RING_OFF_TICKS * TICK_MS)
+                ended = time.ticks_add(now, -(RING_OFF_TICKS - 1) * TICK_MS)
+                self.emit(self.ch, wire.EV_RING_OFF, time.ticks_diff(ended, self.ring_start))
                 if self.ring_count == 1:
                     self.open_cid_window(now, CID_WINDOW_MS)  # caller ID comes after the first ring
             elif (self.ring_count and not self.ringing
