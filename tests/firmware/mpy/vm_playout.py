@@ -140,3 +140,14 @@ def test_an_older_frame_before_playout_starts_the_queue():
     p.put(6, frame(6))  # its delayed copy overtook nothing: it is older
     p.put(8, frame(8))
     eq(turns(p, 3), [6, 7, 8], "oldest first")
+
+
+def test_a_frame_ahead_of_a_gap_waits_for_its_turn():
+    p, c = new()
+    for s in (0, 1, 2):
+        p.put(s, frame(s))
+    eq(turns(p, 1), [0], "playing")
+    p.put(12, frame(12))  # 3..11 never come
+    eq(c[wire.CC_OVERRUNS], 0, "three queued is no overrun")
+    eq(turns(p, 12), [1, 2] + [None] * 9 + [12], "played at its turn")
+    eq(c[wire.CC_LOST], 9, "the gap")
