@@ -60,16 +60,12 @@ class Card:
 
     def stats(self):
         buf = self.stats_buf
-        self._pack_counters(self.link.counters)
+        struct.pack_into(wire.STATS, buf, 0, *self.link.counters)
         self.link.send(wire.T_STATS, wire.BROADCAST, 0, buf)
         for ln in self.lines:
             ln.counters[wire.CC_EVENTS_DROPPED] = self.link.events_dropped
-            self._pack_counters(ln.counters)
+            struct.pack_into(wire.STATS, buf, 0, *ln.counters)
             self.link.send(wire.T_STATS, ln.ch, 0, buf)
-
-    def _pack_counters(self, c):
-        for i in range(wire.N_COUNTERS):
-            struct.pack_into("<I", self.stats_buf, 4 * i, c[i] & 0xFFFFFFFF)
 
     def command(self, ch, seq, body, now):
         op, a1, a2 = struct.unpack(wire.CMD, body[:wire.CMD_LEN])
@@ -128,8 +124,9 @@ class Card:
                     self.emit(ln.ch, wire.EV_LINE_STATE, ln.state_bits())
 
     def frame_tick(self, now):
-        # every 20 ms: one highway block in, every line's turn, one block out. Nothing here
-        # allocates (the frames are built in the lines' buffers; see docs/card-hardware.md)
+        # every 20 ms: one highway block in, every line's turn, one block out. This allocates
+        # nothing but the CRC results: the frames are built in the lines' own buffers
+        # (docs/card-hardware.md, "Memory")
         link = self.link
         copies = self.copies
         self.highway.receive()

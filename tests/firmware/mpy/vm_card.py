@@ -127,3 +127,18 @@ def test_the_allocation_probe_sees_an_allocation():
     finally:
         gc.enable()
     eq(n > 162, True, "wire.encode allocated " + str(n) + " bytes")
+
+
+def test_get_stats_sends_the_named_counters():
+    card, u = new(2)
+    card.link.counters[wire.LC_RETRIES] = 7
+    card.lines[1].counters[wire.CC_UNDERRUNS] = 5
+    card.link.events_dropped = 2
+    command(card, u, wire.BROADCAST, 3, wire.OP_GET_STATS)
+    out = frames(u.take())
+    eq([(r[1], r[2]) for r in out], [(wire.T_ACK, 0xFF), (wire.T_STATS, 0xFF), (wire.T_STATS, 0), (wire.T_STATS, 1)],
+       "ACK, then the link's and each line's counters")
+    link = struct.unpack(wire.STATS, out[1][4])
+    eq((link[wire.LC_RX_FRAMES], link[wire.LC_RETRIES]), (1, 7), "link: rx_frames, retries")
+    line1 = struct.unpack(wire.STATS, out[3][4])
+    eq((line1[wire.CC_UNDERRUNS], line1[wire.CC_EVENTS_DROPPED]), (5, 2), "line 1: underruns, events_dropped")
