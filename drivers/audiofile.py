@@ -56,7 +56,10 @@ def synthesize(text: str, voice: str = "en") -> np.ndarray:
     espeak = _need("espeak-ng", "espeak-ng")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
-        res = subprocess.run([espeak, "-v", voice, "-w", str(wav), text], capture_output=True, check=False)
+        # the text goes on stdin, never in argv: there a text starting with "-" is an option
+        # (`-f FILE` reads a file), and an argument is limited to 128 KiB
+        res = subprocess.run([espeak, "-v", voice, "-w", str(wav), "--stdin"], input=text.encode(),
+                             capture_output=True, check=False)
         if res.returncode != 0 or not wav.is_file():
             raise MediaError(f"espeak-ng failed for voice {voice!r}: {res.stderr.decode(errors='replace').strip()}")
         return to_8k(wav)

@@ -11,9 +11,11 @@ picks the backend; nothing above this package knows whether the card is real or 
 
 from __future__ import annotations
 
+from drivers.dsp.receive import RxFrame
+
 from . import events
 from .audio import AudioPort
-from .line import Board, Identity, Line
+from .line import Board, Identity, Line, LinkStatus
 from .linecard import BoardConfig, LineCardBoard
 
 _SERIAL_SCHEMES = ("socket://", "loop://", "rfc2217://", "spy://", "/dev/", "COM")
@@ -26,4 +28,4 @@ def open(url: str, config: BoardConfig | None = None) -> Board:  # noqa: A001 - 
     raise ValueError(f"no HAL backend for {url!r}: use a serial port (/dev/ttyACM0) or socket://HOST:PORT")
 
 
-__all__ = ["AudioPort", "Board", "BoardConfig", "Identity", "Line", "LineCardBoard", "events", "open"]
+__all__ = ["AudioPort", "Board", "BoardConfig", "Identity", "Line", "LineCardBoard", "LinkStatus", "RxFrame", "events", "open"]

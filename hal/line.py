@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+
+from drivers.dsp.receive import RxFrame
 
 from .audio import AudioPort
 from .events import LineEvent
@@ -41,6 +43,12 @@ class Line(abc.ABC):
     @abc.abstractmethod
     def offhook(self) -> bool: ...
 
+    @abc.abstractmethod
+    def set_rx_tap(self, tap: Callable[[RxFrame], None] | None) -> None:
+        """Call ``tap`` with every 20 ms slot heard off-hook, after the echo canceller, in order
+        (concealed slots included), with the digits that ended in it: where forwarding takes the
+        line's audio from. Called on the event loop: it must not block."""
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -49,6 +57,19 @@ class Identity:
     channels: int
     law: str
     boot_id: int
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """The health of the host's link to the card, as ``nodectl status`` shows it."""
+
+    connected: bool
+    bad_frames: int  # frames dropped as damaged, all kinds
+    reconnects: int
+    card_resets: int
+    retries: int  # commands sent again
+    commands_failed: int  # commands never acknowledged (each took the link down)
+    audio_copies: int  # copies of each audio frame on the link
 
 
 class Board(abc.ABC):
@@ -75,6 +96,10 @@ class Board(abc.ABC):
 
     @abc.abstractmethod
     async def stats(self) -> dict: ...
+
+    @abc.abstractmethod
+    def link_status(self) -> LinkStatus:
+        """The link's counters now (no round trip to the card)."""
 
     async def __aenter__(self) -> Board:
         return await self.start()

@@ -4,11 +4,17 @@
 * More than ``max_daily_failures`` failures for one account in one calendar day: the account is
   blacklisted and an alarm raised; it is refused, even with the right PIN, until an admin
   clears the alarm.
-* An unknown account costs the same work and gives the same answer as a wrong PIN.
+* An unknown account is indistinguishable to a caller from a real one with a wrong PIN: the same
+  work, the same answers, and the same lockout (its failures are counted per day under its keyed
+  hash, and past the limit it is "blacklisted" like a real account, with an alarm that says
+  "unknown account": an attack signal).
+* Digits that name no account (a PIN keyed at the account prompt, account and PIN run together)
+  are kept only as a keyed hash (:mod:`.keyed_hash`), never in clear.
 * A failure is committed to disk (and queued for HQ) before :meth:`Authenticator.verify`
   returns, so pulling the plug cannot reset the count.
 
-PINs appear nowhere: not in the database, a log line, an exception or an outcome.
+PINs appear nowhere: not in the database, a log line, an exception or an outcome; nor do
+digits keyed as an account that names none.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from .keyed_hash import KeyedHash, is_ref
 from .store import Store, now_utc
 
 log = logging.getLogger("node_agent.auth")
@@ -53,20 +60,29 @@ class Outcome:
     """What happened; ``result`` is verified, wrong, or blacklisted (never says whether the account exists)."""
 
     result: str
-    account: str
+    account: str  # the account id if it exists, else the keyed hash of what was keyed (never those digits)
     call_failures: int  # consecutive failures in this call so far
     end_call: bool  # the caller has used up their tries on this call
     blacklisted_now: bool = False  # this failure put the account on the blacklist
 
 
 class Authenticator:
+    """The branch's accounts and rules over one store.
+
+    ``keyed_hash`` defaults to the node's key in the store's directory (made on first use);
+    ``kdf`` is the PIN hash for new accounts and for the stand-in work done for unknown ones.
+    """
+
     def __init__(self, store: Store, *, max_daily_failures: int = 5,
-                 today: Callable[[], str] = lambda: datetime.now().date().isoformat()) -> None:
+                 today: Callable[[], str] = lambda: datetime.now().date().isoformat(),
+                 keyed_hash: KeyedHash | None = None, kdf: str = KDF) -> None:
         if max_daily_failures < 1:
             raise ValueError("max_daily_failures must be at least 1")
         self.store = store
         self.max_daily_failures = max_daily_failures
         self.today = today
+        self.keyed_hash = keyed_hash or KeyedHash.for_data_dir(store.path.parent)
+        self.kdf = kdf
         self._dummy_salt = os.urandom(16)
         self.verify_ms: deque[float] = deque(maxlen=10000)  # for the benchmark
 
@@ -77,7 +93,7 @@ class Authenticator:
         if not PIN_RE.match(pin):
             raise AuthError(f"the PIN for account {account} must be 4 to 12 digits")
         salt = os.urandom(16)
-        row = {"id": account, "name": name, "salt": salt, "pin_hash": _hash(pin, salt, KDF), "kdf": KDF,
+        row = {"id": account, "name": name, "salt": salt, "pin_hash": _hash(pin, salt, self.kdf), "kdf": self.kdf,
                "disabled": 0, "created": now_utc()}
         with self.store.transaction() as db:
             if not replace and db["accounts"].count_where("id = ?", [account]):
@@ -96,12 +112,15 @@ class Authenticator:
         return [{**r, "disabled": bool(r["disabled"]), "blacklisted": r["id"] in black} for r in rows]
 
     def blacklisted_accounts(self) -> set[str]:
+        """Account ids and keyed hashes (of unknown ids) refused until their alarm is cleared."""
         return {r["account"] for r in self.store.db.query(
             "SELECT account FROM alarms WHERE kind = 'blacklist' AND cleared_at IS NULL")}
 
     def alarms(self, include_cleared: bool = False) -> list[dict]:
+        """Alarms, oldest first; ``known`` is False where ``account`` is the keyed hash of digits naming none."""
         where = "" if include_cleared else "WHERE cleared_at IS NULL"
-        return list(self.store.db.query(f"SELECT * FROM alarms {where} ORDER BY id"))
+        return [{**r, "known": not is_ref(r["account"] or "")}
+                for r in self.store.db.query(f"SELECT * FROM alarms {where} ORDER BY id")]
 
     def clear_alarm(self, alarm_id: int, by: str) -> dict:
         with self.store.transaction() as db:
@@ -129,44 +148,57 @@ class Authenticator:
     def verify_sync(self, account: str, pin: str, *, call_id: str, line: int = 0) -> Outcome:
         row = self.store.db.execute("SELECT salt, pin_hash, kdf, disabled FROM accounts WHERE id = ?",
                                     [account]).fetchone()
+        ref = self.keyed_hash.ref(account)  # computed either way: the same work for both
+        # digits that cannot be an account id (none, too short) tell a caller nothing by being refused:
+        # they are never blacklisted, so callers who key nothing do not lock out every such caller
+        countable = ACCOUNT_RE.match(account) is not None
         if row is None:
-            # the same work as for a real account, then the same answer as a wrong PIN
-            _hash(pin, self._dummy_salt, KDF)
-            good, known = False, False
+            # the same work as for a real account, then the same answers as a wrong PIN, counted
+            # under the keyed hash: the digits may be a PIN keyed at the wrong prompt
+            _hash(pin, self._dummy_salt, self.kdf)
+            good, key = False, ref
         else:
             salt, want, kdf, disabled = row
             good = hmac.compare_digest(_hash(pin, salt, kdf), want) and not disabled
-            known = True
-        if known and account in self.blacklisted_accounts():
-            return self._record(account, known, call_id, line, "blacklisted")
-        return self._record(account, known, call_id, line, "verified" if good else "wrong")
+            key = account
+        del pin, account
+        if self._blacklisted(self.store.db, key):
+            return self._record(key, row is not None, countable, call_id, line, "blacklisted")
+        return self._record(key, row is not None, countable, call_id, line, "verified" if good else "wrong")
 
-    def _record(self, account: str, known: bool, call_id: str, line: int, result: str) -> Outcome:
+    @staticmethod
+    def _blacklisted(db, key: str) -> bool:
+        return db.execute("SELECT 1 FROM alarms WHERE kind = 'blacklist' AND account = ? AND cleared_at IS NULL",
+                          [key]).fetchone() is not None
+
+    def _record(self, key: str, known: bool, countable: bool, call_id: str, line: int, result: str) -> Outcome:
+        """Commit one attempt under ``key`` (the account id if it exists, else its keyed hash)."""
         day = self.today()
         with self.store.transaction() as db:
-            db["auth_events"].insert({"at": now_utc(), "day": day, "account": account, "known": int(known),
+            db["auth_events"].insert({"at": now_utc(), "day": day, "account": key, "known": int(known),
                                       "call_id": call_id, "line": line, "outcome": result})
             event_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self.store.enqueue(db, "auth_event", f"auth-{event_id}",
-                               {"account": account, "call_id": call_id, "line": line, "outcome": result,
-                                "day": day})
+                               {"account": key, "known": known, "call_id": call_id, "line": line,
+                                "outcome": result, "day": day})
             call_failures = self._call_failures(db, call_id)
             blacklisted_now = False
-            if result == "wrong" and known and self._daily_failures(db, account, day) > self.max_daily_failures:
-                if not db.execute("SELECT 1 FROM alarms WHERE kind = 'blacklist' AND account = ? AND "
-                                  "cleared_at IS NULL", [account]).fetchone():
-                    stamp = now_utc()
-                    db["alarms"].insert({"kind": "blacklist", "account": account, "raised_at": stamp,
-                                         "detail": f"more than {self.max_daily_failures} PIN failures on {day}",
-                                         "cleared_at": None, "cleared_by": None})
-                    alarm_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-                    self.store.enqueue(db, "alarm", f"alarm-{alarm_id}",
-                                       {"alarm": alarm_id, "kind": "blacklist", "account": account,
-                                        "raised_at": stamp})
-                    blacklisted_now = True
+            if (result == "wrong" and countable and self._daily_failures(db, key, day) > self.max_daily_failures
+                    and not self._blacklisted(db, key)):
+                stamp = now_utc()
+                what = "" if known else "unknown account, an attack signal: "
+                db["alarms"].insert({"kind": "blacklist", "account": key, "raised_at": stamp,
+                                     "detail": f"{what}more than {self.max_daily_failures} PIN failures on {day}",
+                                     "cleared_at": None, "cleared_by": None})
+                alarm_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                self.store.enqueue(db, "alarm", f"alarm-{alarm_id}",
+                                   {"alarm": alarm_id, "kind": "blacklist", "account": key, "known": known,
+                                    "raised_at": stamp})
+                blacklisted_now = True
         if blacklisted_now:
-            log.warning("account %s blacklisted: more than %d PIN failures today", account, self.max_daily_failures)
-        return Outcome(result, account, call_failures, end_call=call_failures >= CALL_FAILURE_LIMIT,
+            log.warning("%s %s blacklisted: more than %d PIN failures today", "account" if known else "unknown account",
+                        key, self.max_daily_failures)
+        return Outcome(result, key, call_failures, end_call=call_failures >= CALL_FAILURE_LIMIT,
                        blacklisted_now=blacklisted_now)
 
     @staticmethod
@@ -182,7 +214,7 @@ class Authenticator:
 
     @staticmethod
     def _daily_failures(db, account: str, day: str) -> int:
-        """Today's failures for ``account`` since its last blacklist alarm was cleared."""
+        """Today's failures for ``account`` (an id or a keyed hash) since its last blacklist alarm was cleared."""
         cleared = db.execute("SELECT MAX(cleared_at) FROM alarms WHERE kind = 'blacklist' AND account = ?",
                              [account]).fetchone()[0]
         return db.execute("SELECT COUNT(*) FROM auth_events WHERE account = ? AND day = ? AND outcome = 'wrong' "

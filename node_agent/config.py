@@ -3,22 +3,38 @@
 ``load(path)`` returns a :class:`NodeConfig` or raises :class:`ConfigError` listing *every*
 problem, each naming the file, the place (``flows.main.nodes.menu``) and what is wrong:
 unknown keys and types, a menu key leading nowhere, an unknown prompt, a node no call can reach,
-a loop with no way out, a WAV prompt that is missing.
+a loop with no way out, a WAV prompt that is missing, a number out of its range. Whatever the
+file holds, ``load`` raises nothing but :class:`ConfigError`.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import hal
+
+from .schedule import DAYS, parse_holiday, parse_span
 
 LANGUAGES = {"en": "English", "cmn": "Mandarin", "yue": "Cantonese"}
 DIGIT_KEYS = set("0123456789*#")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a branch's configuration is kilobytes; this is a wrong file
+MAX_PROMPT_CHARS = 2000  # minutes of speech; a longer "prompt" is a pasted document
+MAX_NAME_CHARS = 64
+MAX_LINES = 8
+_LINE_KEY_RE = re.compile(r"[1-9][0-9]*")  # ASCII digits only: '١' or '²' must not pass for 1 or 2
+_IDENT_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")  # store_as, record kind: they name files and values
+# whole-number settings: (lowest, highest) that make sense
+BOUNDS: dict[str, tuple[int, int]] = {
+    "timeout_ms": (100, 300_000), "first_digit_timeout_ms": (100, 300_000),
+    "inter_digit_timeout_ms": (100, 300_000), "retries": (1, 10), "min_digits": (1, 32),
+    "max_digits": (1, 32), "max_ms": (1_000, 600_000),
+}
 
 # per node type: field -> (kind, required). kinds: node, prompt, prompts, int, str, keymap, langmap, hours, dates
 NODE_TYPES: dict[str, dict[str, tuple[str, bool]]] = {
@@ -110,12 +126,54 @@ class NodeConfig:
 def load(path: str | Path) -> NodeConfig:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.is_dir():
+            raise ConfigError(path, ["this is a directory: give the configuration file itself "
+                                     "(-c FILE or $BRANCHNODE_CONFIG)"])
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(path, [f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: "
+                                     "this is not a branch configuration"])
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
-        raise ConfigError(path, ["the file does not exist"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, ["the file does not exist: give the configuration with -c FILE "
+                                 "or $BRANCHNODE_CONFIG"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(path, [f"line {line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x}): "
+                                 "save the file as UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(path, ["not valid TOML: nested too deeply"]) from None
     return _Checker(path, raw).run()
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A value for an error message: its repr, cut short (a 300 kB value must not flood the screen)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _name(key: str) -> str:
+    """A table key as it appears in a place (``flows.main``); an odd key is quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _show(key)
+
+
+def _bad_chars(text: str, allow: str = "") -> str | None:
+    """The first control / unassigned character in ``text`` (a NUL in a prompt, a newline in a name)."""
+    for ch in text:
+        if ch not in allow and unicodedata.category(ch) in ("Cc", "Cs", "Cn"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def _table(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Checker:
@@ -127,56 +185,73 @@ class _Checker:
     def bad(self, where: str, what: str) -> None:
         self.problems.append(f"[{where}] {what}")
 
+    def section(self, key: str, what: str) -> dict:
+        value = self.raw.get(key, {})
+        if not _table(value):
+            self.bad(key, f"must be a table ([{key}] …) of {what}, not {_show(value)}")
+            return {}
+        return value
+
     def run(self) -> NodeConfig:
         raw = self.raw
         for key in raw:
             if key not in ("node", "lines", "prompts", "flows"):
-                self.bad(key, "unknown section: the sections are [node], [lines], [prompts] and [flows]")
-        node = raw.get("node", {})
+                self.bad(_name(key), "unknown section: the sections are [node], [lines], [prompts] and [flows]")
+        node = self.section("node", "settings")
         node_id = self._str(node, "id", "node", required=True)
-        card = self._str(node, "card", "node", required=True)
+        card = self._card(node)
         country = self._str(node, "country", "node") or "cn"
         if country not in ("cn", "na"):
-            self.bad("node", f"country {country!r} is not known: use 'cn' or 'na'")
+            self.bad("node", f"country {_show(country)} is not known: use 'cn' or 'na'")
         language = self._str(node, "language", "node") or "cmn"
         if language not in LANGUAGES:
-            self.bad("node", f"language {language!r} is not known: use one of {', '.join(LANGUAGES)}")
+            self.bad("node", f"language {_show(language)} is not known: use one of {', '.join(LANGUAGES)}")
         mdf = node.get("max_daily_failures", 5)
-        if not isinstance(mdf, int) or mdf < 1:
-            self.bad("node", f"max_daily_failures must be a whole number of at least 1, not {mdf!r}")
+        if not _whole(mdf) or not 1 <= mdf <= 1000:
+            self.bad("node", f"max_daily_failures must be a whole number from 1 to 1000, not {_show(mdf)}")
         aor = node.get("answer_on_ring", 2)
-        if not isinstance(aor, int) or not 1 <= aor <= 10:
-            self.bad("node", f"answer_on_ring must be 1 to 10, not {aor!r} (2 lets caller ID arrive first)")
+        if not _whole(aor) or not 1 <= aor <= 10:
+            self.bad("node", f"answer_on_ring must be 1 to 10, not {_show(aor)} (2 lets caller ID arrive first)")
         for key in node:
             if key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures", "hq",
                            "answer_on_ring"):
-                self.bad("node", f"unknown setting {key!r}")
-        data_dir = (self.path.parent / str(node.get("data_dir", "data"))).resolve()
-        prompts = self._prompts(raw.get("prompts", {}))
-        flows = {name: self._flow(name, body, prompts) for name, body in raw.get("flows", {}).items()}
+                self.bad("node", f"unknown setting {_show(key)}")
+        data_dir = (self.path.parent / (self._str(node, "data_dir", "node", limit=4096) or "data")).resolve()
+        prompts = self._prompts(self.section("prompts", "prompts"))
+        flows = {name: self._flow(name, body, prompts) for name, body in self.section("flows", "flows").items()}
         if not flows:
             self.bad("flows", "no flow is defined: add [flows.NAME] with a start node")
-        lines = self._lines(raw.get("lines", {}), flows)
+        lines = self._lines(self.section("lines", "lines"), flows)
         self._languages(language if language in LANGUAGES else "cmn", flows, prompts)
         if self.problems:
             raise ConfigError(self.path, self.problems)
         return NodeConfig(self.path, node_id, card, data_dir, country, language, mdf, lines, prompts,
                           {k: v for k, v in flows.items() if v is not None}, aor)
 
+    def _card(self, node: dict) -> str:
+        card = self._str(node, "card", "node", required=True)
+        problem = card_problem(card) if card else None
+        if problem:
+            self.bad("node", problem)
+        return card
+
     def _lines(self, table: dict, flows: dict) -> dict[int, LineConfig]:
         out = {}
         for key, body in table.items():
-            where = f"lines.{key}"
-            if not str(key).isdigit() or not 1 <= int(key) <= 8:
-                self.bad(where, "lines are numbered 1 to 8")
+            where = f"lines.{_name(key)}"
+            if not _LINE_KEY_RE.fullmatch(key) or not 1 <= int(key) <= MAX_LINES:
+                self.bad(where, f"lines are numbered 1 to {MAX_LINES} (plain digits, no leading zero)")
                 continue
-            if not isinstance(body, dict):
+            if not _table(body):
                 self.bad(where, "a line is a table: number = '...', flow = '...'")
                 continue
             number = self._str(body, "number", where, required=True)
             flow = self._str(body, "flow", where, required=True)
             if flow and flow not in flows:
-                self.bad(where, f"flow {flow!r} is not defined under [flows]")
+                self.bad(where, f"flow {_show(flow)} is not defined under [flows]")
+            for k in body:
+                if k not in ("number", "flow"):
+                    self.bad(where, f"unknown setting {_show(k)} (a line takes number and flow)")
             out[int(key)] = LineConfig(int(key), number, flow)
         if not out:
             self.bad("lines", "no line is configured: add [lines.1] with number and flow")
@@ -190,8 +265,8 @@ class _Checker:
             langs = {default}
             used: set[str] = set()
             for node in flow.nodes.values():
-                if node.type == "language" and isinstance(node.get("options"), dict):
-                    langs |= {v for v in node["options"].values() if v in LANGUAGES}
+                if node.type == "language" and _table(node.get("options")):
+                    langs |= {v for v in node["options"].values() if isinstance(v, str) and v in LANGUAGES}
                 for key, (kind, _req) in NODE_TYPES[node.type].items():
                     v = node.get(key)
                     if kind == "prompt" and isinstance(v, str):
@@ -204,79 +279,106 @@ class _Checker:
                     continue
                 missing = sorted(langs - set(p.texts))
                 if missing:
-                    self.bad(f"prompts.{name}", f"no text in {', '.join(LANGUAGES[m] for m in missing)}, "
-                             f"which callers of flow {flow.name!r} can choose")
+                    self.bad(f"prompts.{_name(name)}", f"no text in {', '.join(LANGUAGES[m] for m in missing)}, "
+                             f"which callers of flow {_show(flow.name)} can choose")
 
-    def _str(self, table: dict, key: str, where: str, required: bool = False) -> str:
+    def _str(self, table: dict, key: str, where: str, required: bool = False, limit: int = MAX_NAME_CHARS) -> str:
         v = table.get(key)
         if v is None:
             if required:
                 self.bad(where, f"{key} is missing")
             return ""
-        if not isinstance(v, str) or not v:
-            self.bad(where, f"{key} must be a non-empty string, not {v!r}")
+        if not isinstance(v, str) or not v.strip():
+            self.bad(where, f"{key} must be a non-empty string, not {_show(v)}")
+            return ""
+        if len(v) > limit:
+            self.bad(where, f"{key} is {len(v)} characters long: at most {limit}")
+            return ""
+        bad = _bad_chars(v)
+        if bad:
+            self.bad(where, f"{key} contains the control character {bad}: remove it")
             return ""
         return v
 
     def _prompts(self, table: dict) -> dict[str, Prompt]:
         out = {}
         for name, body in table.items():
-            where = f"prompts.{name}"
-            if not isinstance(body, dict):
+            where = f"prompts.{_name(name)}"
+            if not _table(body):
                 self.bad(where, "a prompt is a table of texts by language (en = '...') or wav = 'file.wav'")
                 continue
             wav = None
             texts = {}
             for key, value in body.items():
                 if key == "wav":
-                    wav = (self.path.parent / str(value)).resolve()
-                    if not wav.is_file():
-                        self.bad(where, f"WAV file {wav} does not exist")
+                    rel = self._str(body, "wav", where, limit=4096)
+                    if rel:
+                        wav = (self.path.parent / rel).resolve()
+                        if not wav.is_file():
+                            self.bad(where, f"WAV file {wav} does not exist")
                 elif key in LANGUAGES:
                     if not isinstance(value, str) or not value.strip():
                         self.bad(where, f"the {LANGUAGES[key]} text must be a non-empty string")
-                    texts[key] = value
+                    elif len(value) > MAX_PROMPT_CHARS:
+                        self.bad(where, f"the {LANGUAGES[key]} text is {len(value)} characters long: a prompt "
+                                 f"has at most {MAX_PROMPT_CHARS}; split it, or record it as a WAV file")
+                    elif bad := _bad_chars(value, allow="\n\t"):
+                        self.bad(where, f"the {LANGUAGES[key]} text contains the control character {bad}: "
+                                 "remove it")
+                    else:
+                        texts[key] = value
                 else:
-                    self.bad(where, f"unknown key {key!r}: use a language ({', '.join(LANGUAGES)}) or wav")
-            if wav is None and not texts:
+                    self.bad(where, f"unknown key {_show(key)}: use a language ({', '.join(LANGUAGES)}) or wav")
+            if wav is None and not texts and not any(k in body for k in ("wav", *LANGUAGES)):
                 self.bad(where, "no text and no wav: the prompt would be silent")
             out[name] = Prompt(name, texts, wav)
         return out
 
-    def _flow(self, name: str, body: dict, prompts: dict[str, Prompt]) -> Flow | None:
-        where = f"flows.{name}"
-        if not isinstance(body, dict):
+    def _flow(self, name: str, body: Any, prompts: dict[str, Prompt]) -> Flow | None:
+        where = f"flows.{_name(name)}"
+        if not _table(body):
             self.bad(where, "a flow is a table with start and nodes")
             return None
+        for key in body:
+            if key not in ("start", "nodes"):
+                self.bad(where, f"unknown setting {_show(key)} (a flow takes start and nodes)")
         start = body.get("start")
         raw_nodes = body.get("nodes", {})
+        if not _table(raw_nodes):
+            self.bad(where, f"nodes must be a table of nodes ([{where}.nodes.NAME]), not {_show(raw_nodes)}")
+            return None
         if not raw_nodes:
             self.bad(where, "the flow has no nodes")
             return None
         nodes: dict[str, FlowNode] = {}
         for nname, nbody in raw_nodes.items():
-            nwhere = f"{where}.nodes.{nname}"
-            if not isinstance(nbody, dict) or "type" not in nbody:
-                self.bad(nwhere, f"a node needs a type: one of {', '.join(NODE_TYPES)}")
+            nwhere = f"{where}.nodes.{_name(nname)}"
+            if not _table(nbody) or "type" not in nbody:
+                self.bad(nwhere, f"a node is a table with a type: one of {', '.join(NODE_TYPES)}")
                 continue
             ntype = nbody["type"]
-            spec = NODE_TYPES.get(ntype)
+            spec = NODE_TYPES.get(ntype) if isinstance(ntype, str) else None
             if spec is None:
-                self.bad(nwhere, f"unknown node type {ntype!r}: use one of {', '.join(NODE_TYPES)}")
+                self.bad(nwhere, f"unknown node type {_show(ntype)}: use one of {', '.join(NODE_TYPES)}")
                 continue
             fields = {k: v for k, v in nbody.items() if k != "type"}
             for key in fields:
                 if key not in spec:
-                    self.bad(nwhere, f"{ntype} nodes have no setting {key!r} (they take: {', '.join(spec)})")
+                    self.bad(nwhere, f"{ntype} nodes have no setting {_show(key)} (they take: {', '.join(spec)})")
             for key, (kind, required) in spec.items():
                 if key not in fields:
                     if required:
                         self.bad(nwhere, f"{key} is missing")
                     continue
                 self._check_value(nwhere, key, kind, fields[key], raw_nodes, prompts)
+            if ntype == "collect":
+                lo, hi = fields.get("min_digits", 1), fields.get("max_digits", 20)
+                if _whole(lo) and _whole(hi) and lo > hi:
+                    self.bad(nwhere, f"min_digits ({lo}) is more than max_digits ({hi}): no entry could pass")
             nodes[nname] = FlowNode(nname, ntype, fields)
-        if start not in raw_nodes:
-            self.bad(where, f"start {start!r} is not a node of this flow" if start else "start is missing")
+        if not isinstance(start, str) or start not in raw_nodes:
+            self.bad(where, f"start {_show(start)} is not a node of this flow" if start is not None
+                     else "start is missing")
             return Flow(name, str(start), nodes)
         self._graph(where, start, nodes)
         return Flow(name, start, nodes)
@@ -284,11 +386,11 @@ class _Checker:
     def _check_value(self, where: str, key: str, kind: str, value: Any, nodes: dict, prompts: dict) -> None:
         def node_ref(v: Any, what: str) -> None:
             if not isinstance(v, str) or v not in nodes:
-                self.bad(where, f"{what} goes to {v!r}, which is not a node of this flow")
+                self.bad(where, f"{what} goes to {_show(v)}, which is not a node of this flow")
 
         def prompt_ref(v: Any, what: str) -> None:
             if not isinstance(v, str) or v not in prompts:
-                self.bad(where, f"{what} uses prompt {v!r}, which is not defined under [prompts]")
+                self.bad(where, f"{what} uses prompt {_show(v)}, which is not defined under [prompts]")
 
         if kind == "node":
             node_ref(value, key)
@@ -301,36 +403,57 @@ class _Checker:
                 for v in value:
                     prompt_ref(v, key)
         elif kind == "int":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                self.bad(where, f"{key} must be a whole number, not {value!r}")
+            lo, hi = BOUNDS.get(key, (0, 2**31 - 1))
+            if not _whole(value) or not lo <= value <= hi:
+                self.bad(where, f"{key} must be a whole number from {lo} to {hi}, not {_show(value)}")
         elif kind == "str":
             if not isinstance(value, str) or not value:
-                self.bad(where, f"{key} must be a non-empty string")
+                self.bad(where, f"{key} must be a non-empty string, not {_show(value)}")
             elif key == "terminator" and value not in DIGIT_KEYS:
-                self.bad(where, f"terminator {value!r} is not a key: use one of 0-9 * #")
+                self.bad(where, f"terminator {_show(value)} is not a key: use one of 0-9 * #")
+            elif key in ("store_as", "kind") and not _IDENT_RE.fullmatch(value):
+                self.bad(where, f"{key} {_show(value)} must be a lower-case name (a-z, 0-9, _; at most 32): "
+                         "it names the stored value or file")
+            elif len(value) > MAX_NAME_CHARS or _bad_chars(value):
+                self.bad(where, f"{key} must be at most {MAX_NAME_CHARS} printable characters")
         elif kind in ("keymap", "langmap"):
-            if not isinstance(value, dict) or not value:
+            if not _table(value) or not value:
                 self.bad(where, f"{key} must be a table of key = target")
                 return
             for k, v in value.items():
                 if k not in DIGIT_KEYS:
-                    self.bad(where, f"option {k!r} is not a phone key (0-9, * or #)")
+                    self.bad(where, f"option {_show(k)} is not a phone key (0-9, * or #)")
                 if kind == "keymap":
-                    node_ref(v, f"option {k!r}")
-                elif v not in LANGUAGES:
-                    self.bad(where, f"option {k!r} selects language {v!r}: use one of {', '.join(LANGUAGES)}")
+                    node_ref(v, f"option {_show(k)}")
+                elif not isinstance(v, str) or v not in LANGUAGES:
+                    self.bad(where, f"option {_show(k)} selects language {_show(v)}: use one of {', '.join(LANGUAGES)}")
         elif kind == "hours":
-            if not isinstance(value, dict):
+            if not _table(value):
                 self.bad(where, "hours must be a table like mon = '09:00-17:00'")
                 return
+            if not value:
+                self.bad(where, "hours names no day: the branch would never be open (give at least one day)")
             for day, span in value.items():
                 if day not in DAYS:
-                    self.bad(where, f"hours: {day!r} is not a day ({', '.join(DAYS)})")
-                elif not isinstance(span, str) or not _HOURS_RE.match(span):
-                    self.bad(where, f"hours.{day}: {span!r} is not a range like '09:00-17:30'")
+                    self.bad(where, f"hours: {_show(day)} is not a day ({', '.join(DAYS)})")
+                elif not isinstance(span, str):
+                    self.bad(where, f"hours.{day}: {_show(span)} is not a range like '09:00-17:30'")
+                else:
+                    try:
+                        parse_span(span)
+                    except ValueError as exc:
+                        self.bad(where, f"hours.{day}: {exc}")
         elif kind == "dates":
-            if not isinstance(value, list) or not all(isinstance(d, str) and _DATE_RE.match(d) for d in value):
+            if not isinstance(value, list):
                 self.bad(where, f"{key} must be a list of dates like '2026-10-01'")
+                return
+            for d in value:
+                try:
+                    if not isinstance(d, str):
+                        raise ValueError(f"{_show(d)} is not a date like '2026-10-01'")
+                    parse_holiday(d)
+                except ValueError as exc:
+                    self.bad(where, f"{key}: {exc}")
 
     @staticmethod
     def _edges(node: FlowNode) -> list[str]:
@@ -339,7 +462,7 @@ class _Checker:
             v = node.fields.get(key)
             if kind == "node" and isinstance(v, str):
                 out.append(v)
-            elif kind == "keymap" and isinstance(v, dict):
+            elif kind == "keymap" and _table(v):
                 out += [t for t in v.values() if isinstance(t, str)]
         return out
 
@@ -353,7 +476,7 @@ class _Checker:
                 todo += edges.get(n, [])
         for n in nodes:
             if n not in seen:
-                self.bad(f"{where}.nodes.{n}", f"no call can reach this node from start {start!r}: "
+                self.bad(f"{where}.nodes.{_name(n)}", f"no call can reach this node from start {_show(start)}: "
                          "link it from another node or remove it")
         # nodes from which an exit (hangup / transfer) can be reached
         can_exit = {n for n, node in nodes.items() if node.type in EXITS}
@@ -365,5 +488,22 @@ class _Checker:
                     can_exit.add(n)
                     changed = True
         for n in sorted(seen - can_exit):
-            self.bad(f"{where}.nodes.{n}", "a loop with no exit: every path from this node comes back "
+            self.bad(f"{where}.nodes.{_name(n)}", "a loop with no exit: every path from this node comes back "
                      "without reaching a hangup or transfer node; give it a way out")
+
+
+def card_problem(url: str) -> str | None:
+    """What is wrong with a card URL (for the configuration and ``nodectl run --card``), or None."""
+    try:
+        hal.open(url)  # builds the board object only: the HAL's own rule for which URLs it serves
+    except ValueError as exc:
+        return f"card: {exc}"
+    if url.startswith(("socket://", "rfc2217://")):
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host = port = None
+        if not host or port is None or not 1 <= port <= 65535:
+            return f"card {_show(url)}: a network card URL needs a host and a port 1-65535, like socket://127.0.0.1:7000"
+    return None

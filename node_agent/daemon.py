@@ -22,6 +22,7 @@ from .calls import LineRunner
 from .config import NodeConfig
 from .ivr import Ivr
 from .prompts import PromptLibrary
+from .records import CallLog
 from .store import Store
 
 log = logging.getLogger("node_agent")
@@ -39,6 +40,13 @@ class Node:
         self.started = time.time()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
+        # calls a previous run died with: closed as interrupted, and their messages kept,
+        # before any new call can start
+        interrupted = await asyncio.to_thread(CallLog(self.store).close_interrupted)
+        recovered = await asyncio.to_thread(self.ivr.recordings.recover)
+        if interrupted or recovered:
+            log.warning("after a stop: %d call record(s) closed as interrupted, %d message(s) recovered",
+                        len(interrupted), recovered)
         report = await asyncio.to_thread(self.prompts.build)
         log.info("prompts: %d built, %d cached", report.built, report.cached)
         while True:
@@ -70,14 +78,13 @@ class Node:
 
     def status(self) -> dict:
         ident = self.board.identity
-        link = self.board.link.counters if hasattr(self.board, "link") else None
+        link = self.board.link_status()
         return {
             "node": self.config.node_id, "version": __version__, "pid": os.getpid(), "updated": time.time(),
             "uptime_s": round(time.time() - self.started), "card": {
                 "url": self.config.card, "connected": self.board.connected,
                 "board": ident.board_id if ident else None, "firmware": ident.firmware if ident else None,
-                "bad_frames": sum(link.bad_frames.values()) if link else None,
-                "reconnects": link.reconnects if link else None},
+                "bad_frames": link.bad_frames, "reconnects": link.reconnects},
             "lines": [{"line": r.line.number, "number": r.config.number, "flow": r.config.flow, "state": r.state,
                        "calls": r.calls, "caller": r.current.caller_number if r.current else "",
                        "node": r.current.path[-1] if r.current and r.current.path else ""} for r in self.runners],

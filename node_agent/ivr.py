@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
-
-from drivers.audiofile import write_wav
 from hal import Line
 
 from .auth import Authenticator
 from .config import FlowNode, NodeConfig
 from .prompts import PromptLibrary
+from .recordings import Recordings
+from .schedule import is_open
 
 log = logging.getLogger("node_agent.ivr")
 
@@ -67,9 +66,15 @@ class KeyBuffer:
         return self._keys.popleft()
 
 
+_RECORDED = frozenset({"auth_outcome", "account", "disposition"})  # besides ``path``: what the record keeps
+
+
 @dataclass
 class Call:
-    """One call's IVR state. ``path`` is what the call record keeps."""
+    """One call's IVR state. ``path`` and the fields in ``_RECORDED`` are what the call record
+    keeps: changing them (through :meth:`enter` for the path) sets ``changed``, and the runner
+    writes the record, so it follows the call without each handler having to remember to.
+    ``doing`` says what the IVR is doing now: "prompt", "keys", "recording" or ""."""
 
     call_id: str
     line: Line
@@ -82,7 +87,18 @@ class Call:
     auth_outcome: str = ""
     account: str = ""
     disposition: str = ""
+    doing: str = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name in _RECORDED and "changed" in self.__dict__:
+            self.changed.set()
+
+    def enter(self, node: str) -> None:
+        self.path.append(node)
+        self.changed.set()
 
 
 class Ivr:
@@ -93,7 +109,7 @@ class Ivr:
         self.auth = auth
         self.store = store
         self.clock = clock
-        self.recordings = config.data_dir / "recordings"
+        self.recordings = Recordings(store, config.data_dir / "recordings")
         # key-to-response: from a key reaching the node to the first audio of the prompt it led to
         self.key_to_response_ms: deque[float] = deque(maxlen=10000)
 
@@ -107,7 +123,7 @@ class Ivr:
                 call.disposition = call.disposition or "too_many_steps"
                 return
             node = flow.nodes[name]
-            call.path.append(name)
+            call.enter(name)
             handler = getattr(self, f"_{node.type}")
             name = await handler(call, node)
 
@@ -115,6 +131,18 @@ class Ivr:
     def _check(self, call: Call) -> None:
         if call.ended.is_set():
             raise CallEnded()
+
+    async def _key(self, call: Call, timeout_ms: int) -> str | None:
+        """The caller's next key (see :meth:`KeyBuffer.get`); a hang-up ends the wait at once
+        (the runner cancels the IVR), so no timeout here is a delay in letting the caller go."""
+        self._check(call)
+        call.doing = "keys"
+        try:
+            key = await call.keys.get(timeout_ms)
+        finally:
+            call.doing = ""
+        self._check(call)
+        return key
 
     async def play(self, call: Call, names: list[str], *, barge_in: bool = True, language: str | None = None) -> bool:
         """Play prompts (in ``language``, else the call's); returns True if a key interrupted them
@@ -128,6 +156,7 @@ class Ivr:
                 audio.clear()
                 return True
             call.heard.append(name)
+            call.doing = "prompt"
             audio.write(self.prompts.get(name, language or call.language))
             if call.keys.last_key_at is not None and not len(call.keys):
                 self.key_to_response_ms.append((time.monotonic() - call.keys.last_key_at) * 1000)
@@ -142,6 +171,7 @@ class Ivr:
                         return True
             finally:
                 drained.cancel()
+                call.doing = ""
         if not barge_in:
             call.keys.clear()
         return False
@@ -149,8 +179,7 @@ class Ivr:
     async def _ask_digits(self, call: Call, *, min_digits: int, max_digits: int, terminator: str | None,
                           first_ms: int, inter_ms: int) -> str | None:
         """Digits up to the terminator / max / a pause; None if nothing came."""
-        key = await call.keys.get(first_ms)
-        self._check(call)
+        key = await self._key(call, first_ms)
         if key is None:
             return None
         digits = ""
@@ -160,8 +189,7 @@ class Ivr:
             digits += key
             if len(digits) >= max_digits:
                 break
-            key = await call.keys.get(inter_ms)
-            self._check(call)
+            key = await self._key(call, inter_ms)
         return digits
 
     # -- node types ---------------------------------------------------------------------------------
@@ -172,8 +200,7 @@ class Ivr:
     async def _menu(self, call: Call, node: FlowNode) -> str | None:
         for _ in range(node.get("retries", 3)):
             await self.play(call, [node["prompt"]])
-            key = await call.keys.get(node.get("timeout_ms", 5000))
-            self._check(call)
+            key = await self._key(call, node.get("timeout_ms", 5000))
             if key is None:
                 if node.get("timeout_prompt"):
                     await self.play(call, [node["timeout_prompt"]])
@@ -194,8 +221,7 @@ class Ivr:
             for language in languages:
                 if await self.play(call, [node["prompt"]], language=language):
                     break
-            key = await call.keys.get(node.get("timeout_ms", 5000))
-            self._check(call)
+            key = await self._key(call, node.get("timeout_ms", 5000))
             if key is not None and key in node["options"]:
                 call.language = node["options"][key]
                 return node["next"]
@@ -222,6 +248,9 @@ class Ivr:
         first, inter = node.get("first_digit_timeout_ms", 6000), node.get("inter_digit_timeout_ms", 4000)
         while True:
             await self.play(call, [node["account_prompt"]])
+            # up to 20 digits (the longest account id): a PIN keyed here, or account and PIN run
+            # together without '#', is just an account that does not exist, asked for its PIN and
+            # refused like any other; the Authenticator keeps only a keyed hash of such digits
             account = await self._ask_digits(call, min_digits=4, max_digits=20, terminator="#",
                                              first_ms=first, inter_ms=inter)
             await self.play(call, [node["pin_prompt"]])
@@ -230,7 +259,7 @@ class Ivr:
             # an empty or timed-out entry is checked like any other: same prompts, same count
             outcome = await self.auth.verify(account or "", pin or "", call_id=call.call_id,
                                              line=call.line.number)
-            del pin
+            del pin, account  # keyed digits go no further than the Authenticator
             call.account = outcome.account
             call.auth_outcome = outcome.result
             if outcome.result == "verified":
@@ -246,53 +275,35 @@ class Ivr:
                 return node["on_fail"]
 
     async def _schedule(self, call: Call, node: FlowNode) -> str | None:
-        now = self.clock()
-        if now.date().isoformat() in node.get("holidays", []):
-            return node["closed"]
-        span = node["hours"].get(("mon", "tue", "wed", "thu", "fri", "sat", "sun")[now.weekday()])
-        if span:
-            start, end = span.split("-")
-            if start <= now.strftime("%H:%M") < end:
-                return node["open"]
-        return node["closed"]
+        # spans may run past midnight (a night shift): node_agent.schedule knows the rules
+        return node["open"] if is_open(node["hours"], node.get("holidays", []), self.clock()) else node["closed"]
 
     async def _record(self, call: Call, node: FlowNode) -> str | None:
         await self.play(call, [node["prompt"]], barge_in=False)
         call.keys.clear()
-        frames: list[np.ndarray] = []
         max_frames = node.get("max_ms", 60000) // 20
         audio = call.line.audio
         audio.reset()  # only what the caller says from now on
+        take = await self.recordings.begin(call.call_id, node["kind"], call.caller_number)
+        call.doing = "recording"
         try:
-            while len(frames) < max_frames:
+            while take.frames < max_frames:
                 self._check(call)
                 try:
-                    frames.append(await asyncio.wait_for(audio.read(), 0.5))
+                    take.write(await asyncio.wait_for(audio.read(), 0.5))
                 except TimeoutError:
                     continue
                 if len(call.keys) and call.keys._keys[-1] == "#":  # '#' ends the message
                     call.keys.clear()
                     break
         finally:
-            # a caller who hangs up mid-message still leaves the message (written off the event loop,
-            # and whole even if this task is being cancelled)
-            await asyncio.shield(asyncio.to_thread(self._save_recording, call, node["kind"], frames))
+            call.doing = ""
+            # a caller who hangs up mid-message still leaves the message: finished off the event
+            # loop, and whole even if this task is being cancelled (a crash is Recordings.recover's)
+            ms = await asyncio.shield(self.recordings.finish(take))
+            if ms:
+                call.values[f"recording_{node['kind']}"] = str(take.path)
         return node["next"]
-
-    def _save_recording(self, call: Call, kind: str, frames: list[np.ndarray]) -> None:
-        if not frames:
-            return
-        self.recordings.mkdir(parents=True, exist_ok=True)
-        path = self.recordings / f"{call.call_id}-{kind}.wav"
-        pcm = np.concatenate(frames)
-        write_wav(path, pcm)
-        with self.store.transaction() as db:
-            db["recordings"].insert({"call_id": call.call_id, "kind": kind, "path": str(path),
-                                     "ms": len(pcm) // 8, "caller_number": call.caller_number,
-                                     "at": datetime.now().isoformat(timespec="seconds")})
-            self.store.enqueue(db, "recording", f"recording-{call.call_id}-{kind}",
-                               {"call_id": call.call_id, "kind": kind, "ms": len(pcm) // 8})
-        call.values[f"recording_{kind}"] = str(path)
 
     async def _callback(self, call: Call, node: FlowNode) -> str | None:
         await self.play(call, [node["prompt"]])

@@ -1,6 +1,9 @@
 """Prompts: text spoken by espeak-ng per language, or WAV files of any rate, converted once to
-8 kHz G.711 and cached by content hash. A changed prompt costs one synthesis; a start-up with
-an unchanged configuration costs none."""
+8 kHz linear 16-bit and cached by content hash. A changed prompt costs one synthesis; a start-up
+with an unchanged configuration costs none.
+
+Prompts are kept linear, not in G.711: the line's HAL encodes what it plays once, in the law
+its card uses, so an A-law card hears a prompt encoded once (not μ-law, decoded, then A-law)."""
 
 from __future__ import annotations
 
@@ -12,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from drivers.audiofile import MediaError, synthesize, to_8k, write_wav
-from drivers.dsp import G711, ULAW
 
 from .config import NodeConfig, Prompt
 
 log = logging.getLogger("node_agent.prompts")
 VOICES = {"en": "en", "cmn": "cmn", "yue": "yue"}  # our language codes -> espeak-ng voices
-FORMAT = "ulaw8k-v1"  # part of every cache key: changing the stored format invalidates the cache
+FORMAT = "s16le8k-v2"  # part of every cache key: changing the stored format invalidates the cache
+SAMPLE = np.dtype("<i2")  # how a cached prompt is stored: raw 8 kHz little-endian int16
 
 
 class PromptError(RuntimeError):
@@ -36,7 +39,6 @@ class PromptLibrary:
     def __init__(self, config: NodeConfig, cache_dir: Path | None = None) -> None:
         self.config = config
         self.cache_dir = cache_dir or config.data_dir / "prompts"
-        self._codec = G711(ULAW)
         self._loaded: dict[tuple[str, str], np.ndarray] = {}
 
     def _key(self, prompt: Prompt, language: str) -> tuple[str, str | None]:
@@ -52,7 +54,7 @@ class PromptLibrary:
         return hashlib.sha256(f"{FORMAT}\0{voice}\0{text}".encode()).hexdigest(), text
 
     def _file(self, key: str) -> Path:
-        return self.cache_dir / f"{key[:32]}.ulaw"
+        return self.cache_dir / f"{key[:32]}.s16"
 
     def _produce(self, prompt: Prompt, language: str, text: str | None) -> np.ndarray:
         try:
@@ -82,7 +84,7 @@ class PromptLibrary:
                     continue
                 pcm = self._produce(prompt, language, text)
                 tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(self._codec.encode(pcm))
+                tmp.write_bytes(pcm.astype(SAMPLE).tobytes())
                 tmp.replace(path)  # whole or not at all: a power cut leaves no half prompt
                 built += 1
                 log.info("prompt %s (%s): %.1f s", prompt.name, language, len(pcm) / 8000)
@@ -111,7 +113,9 @@ class PromptLibrary:
         if not path.is_file():
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             pcm = self._produce(prompt, language, text)
-            path.write_bytes(self._codec.encode(pcm))
-        pcm = self._codec.decode(path.read_bytes())
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pcm.astype(SAMPLE).tobytes())
+            tmp.replace(path)
+        pcm = np.fromfile(path, dtype=SAMPLE).astype(np.int16)
         self._loaded[(name, language)] = pcm
         return pcm

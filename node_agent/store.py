@@ -50,7 +50,34 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["callbacks"].create({"id": int, "call_id": str, "number": str, "caller_number": str, "at": str}, pk="id")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+ERASED_ACCOUNT = "unknown:erased"  # stands for digits that named no account, stored in clear before version 3
+
+
+def _v3_erase_unknown_account_digits(db: sqlite_utils.Database) -> None:
+    """Digits keyed as an account that named none were stored in clear (a PIN keyed at the account
+    prompt, account and PIN run together): erase them wherever they are. Nobody can key this
+    stand-in, so it is never counted or blacklisted again; the rows themselves are kept."""
+    was = db.execute("PRAGMA secure_delete").fetchone()[0]
+    db.execute("PRAGMA secure_delete=ON")  # the pages rewritten here keep no trace of the old text
+    db.execute("UPDATE auth_events SET account = ? WHERE known = 0", [ERASED_ACCOUNT])
+    unknown = "NOT IN (SELECT id FROM accounts)"
+    db.execute(f"UPDATE call_records SET account = ? WHERE account <> '' AND account {unknown}", [ERASED_ACCOUNT])
+    db.execute(f"UPDATE outbox SET payload = json_set(payload, '$.account', ?) WHERE kind IN ('auth_event', "
+               f"'call_record') AND json_extract(payload, '$.account') <> '' "
+               f"AND json_extract(payload, '$.account') {unknown}", [ERASED_ACCOUNT])
+    db.execute(f"PRAGMA secure_delete={int(was)}")
+
+
+def _v4_calls_in_progress(db: sqlite_utils.Database) -> None:
+    """Call records opened at the first ring and kept up to date (``ended`` is NULL while the call
+    is up); where the call ended; recordings whose ``ms`` is NULL while they are being made."""
+    db["call_records"].add_column("updated", str)
+    db["call_records"].add_column("ended_in", str)
+    db["call_records"].create_index(["ended"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_erase_unknown_account_digits,
+                                                               _v4_calls_in_progress]
 
 
 def now_utc() -> str:
@@ -123,6 +150,8 @@ class Store:
                 with self.transaction():
                     step(self.db)
                     self.db.execute(f"PRAGMA user_version={version}")
+            if have < len(MIGRATIONS):  # what a migration rewrote stays in no old page of the log
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:

@@ -6,15 +6,47 @@ import logging
 import threading
 import time
 
+import numpy as np
+
 from drivers.dsp import ALAW, ULAW
 
 from . import mpy_shims
 from .clock import CardReset, SimClock
-from .pstn import SimAdc, SimLine, SimPcm, SimPin
+from .pstn import SimAdc, SimLine, SimPin
 from .serial_port import SimUart
 
 log = logging.getLogger("simulator.card")
 BOOT_MS = 300  # from reset to the firmware's first HELLO
+# Time slot s of the PCM highway is byte SLOT_BYTE[s] of each 8-byte frame: I2S sends a 32-bit word
+# most significant byte first, and MicroPython's buffers hold the words little-endian.
+SLOT_BYTE = (3, 2, 1, 0, 7, 6, 5, 4)
+
+
+class SimHighway:
+    """One direction of the card's PCM highway (docs/card-hardware.md): 8 kHz frames of one G.711
+    octet per line, line n in time slot n."""
+
+    def __init__(self, lines: list[SimLine], receive: bool) -> None:
+        self._lines = lines
+        self._receive = receive
+        self._idle = [int(ln.codec.encode(np.zeros(1, dtype=np.int16))[0]) for ln in lines]
+
+    def readinto(self, buf) -> int:
+        frames = np.frombuffer(buf, dtype=np.uint8).reshape(-1, 8)  # a view: writes land in buf
+        for ch, line in enumerate(self._lines):
+            col = frames[:, SLOT_BYTE[ch]]
+            if line.offhook or line.cid_audio is not None:
+                col[:] = np.frombuffer(line.capture(), dtype=np.uint8)
+            else:
+                col[:] = self._idle[ch]  # on-hook with no caller ID coming: only the idle code
+        return len(buf)
+
+    def write(self, buf) -> int:
+        frames = np.frombuffer(bytes(buf), dtype=np.uint8).reshape(-1, 8)
+        for ch, line in enumerate(self._lines):
+            if line.offhook:  # on-hook, the line-interface chip is not connected to the line
+                line.playback(frames[:, SLOT_BYTE[ch]].tobytes())
+        return len(buf)
 
 
 class SimWatchdog:
@@ -65,8 +97,16 @@ class SimCard:
     def adc(self, name: str) -> SimAdc:
         return SimAdc(self.lines[int(name[len("LOOP"):])])
 
-    def pcm(self, ch: int, receive: bool) -> SimPcm:
-        return SimPcm(self.lines[ch], receive)
+    def highway(self, unit: int, *, receive: bool, bits: int, stereo: bool, rate: int) -> SimHighway:
+        if (bits, stereo, rate) != (32, True, 8000):
+            raise ValueError(f"I2S unit {unit}: the PCM highway runs 8 kHz stereo 32-bit frames "
+                             f"(8 slots of 8 bits), not {rate} Hz {'stereo' if stereo else 'mono'} {bits}-bit")
+        return SimHighway(self.lines, receive)
+
+    def led(self, ch: int) -> bool:
+        """Whether line ``ch``'s LED is lit (as the firmware last drove its pin)."""
+        p = self._pins.get(f"LED{ch}")
+        return bool(p is not None and p.value())
 
     def watchdog(self, timeout_ms: int) -> SimWatchdog:
         self._wdt = SimWatchdog(self, timeout_ms)

@@ -8,7 +8,11 @@ import json
 
 
 class SimError(RuntimeError):
-    pass
+    """The simulator refused a request (``field``: what was wrong, when it said) or is unreachable."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SimClient:
@@ -22,8 +26,8 @@ class SimClient:
     @classmethod
     def parse(cls, address: str) -> SimClient:
         host, _, port = address.rpartition(":")
-        if not port.isdigit():
-            raise ValueError(f"simulator control address must be HOST:PORT, not {address!r}")
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"simulator control address must be HOST:PORT (port 1-65535), not {address!r}")
         return cls(host or "127.0.0.1", int(port))
 
     async def connect(self) -> SimClient:
@@ -55,7 +59,7 @@ class SimClient:
             raise SimError("the simulator closed the control connection")
         resp = json.loads(raw)
         if not resp.get("ok"):
-            raise SimError(resp.get("error", "unknown error"))
+            raise SimError(resp.get("error", "unknown error"), resp.get("field"))
         resp.pop("ok", None)
         resp.pop("id", None)
         return resp

@@ -2,7 +2,9 @@
 
 Each request is one JSON object with an ``op`` (and an optional ``id`` echoed back); each answer
 is one JSON object with ``ok`` and either the result or an ``error`` saying what was wrong.
-Lines are numbered from 1. Waiting ops (``ring`` until answered, ``dtmf`` until sent, ``listen``)
+Lines are numbered from 1. Every request is checked against ``schema`` (its fields, their types
+and ranges) before anything reaches the card; a refused one is answered with the ``field`` at
+fault, and the connection goes on. Waiting ops (``ring`` until answered, ``dtmf`` until sent, ``listen``)
 wait in card time, so they also work when the simulator runs faster than real time.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -19,16 +23,36 @@ from drivers import audiofile as media
 from drivers.dsp import CallerId, Noise
 from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
 
+from . import schema
 from .analysis import Spotter, analyse, spot
 from .card import SimCard
-from .pstn import RING_CADENCES
+from .pstn import dtmf_audio
+from .schema import MISSING, RequestError
 
 log = logging.getLogger("simulator.control")
-MAX_LINE = 1 << 20
 
 
 class ControlError(ValueError):
-    pass
+    """A valid request that cannot be done now (the node hung up, a wait timed out)."""
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes | None:
+    """The next request line (None at the end); an over-long one is skipped whole and refused."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial or None  # a last line without its newline
+    except asyncio.LimitOverrunError as exc:
+        await reader.readexactly(exc.consumed)
+    while True:  # drop the rest of the line, without ever holding more than the limit
+        try:
+            await reader.readuntil(b"\n")
+            break
+        except asyncio.IncompleteReadError:
+            break
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
+    raise RequestError("request", f"is longer than {schema.MAX_REQUEST_BYTES} bytes (one JSON object a line)")
 
 
 class ControlServer:
@@ -37,7 +61,7 @@ class ControlServer:
         self.server: asyncio.base_events.Server | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_LINE)
+        self.server = await asyncio.start_server(self._client, host, port, limit=schema.MAX_REQUEST_BYTES)
         return self.server.sockets[0].getsockname()[:2]
 
     async def close(self) -> None:
@@ -49,23 +73,14 @@ class ControlServer:
         try:
             while True:
                 try:
-                    raw = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    await self._reply(writer, {"ok": False, "error": "request longer than 1 MiB"})
-                    return
-                if not raw:
-                    return
-                try:
-                    req = json.loads(raw)
-                    if not isinstance(req, dict):
-                        raise ControlError("a request is a JSON object")
-                except (json.JSONDecodeError, ControlError) as exc:
-                    await self._reply(writer, {"ok": False, "error": f"bad request: {exc}"})
+                    raw = await read_request(reader)
+                    if raw is None:
+                        return
+                    req = schema.parse(raw)
+                except RequestError as exc:
+                    await self._reply(writer, _refusal(None, exc))
                     continue
-                resp = await self.handle(req)
-                if "id" in req:
-                    resp["id"] = req["id"]
-                await self._reply(writer, resp)
+                await self._reply(writer, await self.handle(req))
         except ConnectionError:
             return
         finally:
@@ -76,22 +91,33 @@ class ControlServer:
         await writer.drain()
 
     async def handle(self, req: dict) -> dict:
-        op = req.get("op")
-        fn = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
-        if fn is None:
-            ops = sorted(n[3:] for n in dir(self) if n.startswith("op_"))
-            return {"ok": False, "error": f"unknown op {op!r}: one of {', '.join(ops)}"}
+        """The answer to one request (a JSON object): ``ok`` and the result, or the ``error``."""
         try:
-            return {"ok": True, **(await fn(req))}
-        except (ControlError, media.MediaError, ValueError, KeyError, TypeError) as exc:
+            rid = schema.request_id(req)
+        except RequestError as exc:
+            return _refusal(None, exc)
+        resp = await self._do(req)
+        if rid is not MISSING:
+            resp["id"] = rid
+        return resp
+
+    async def _do(self, req: dict) -> dict:
+        op = req.get("op")
+        try:
+            op, args = schema.validate(req, schema.Context(channels=len(self.card.lines)))
+            return {"ok": True, **(await getattr(self, f"op_{op}")(args))}
+        except RequestError as exc:
+            return _refusal(op if isinstance(op, str) and op in schema.OPS else None, exc)
+        except (ControlError, media.MediaError) as exc:
             return {"ok": False, "error": f"{op}: {exc}"}
+        except Exception as exc:  # a bug of ours: say so, keep the connection, log the traceback
+            log.exception("control request %s failed", op)
+            return {"ok": False, "error": f"{op}: internal error of the simulator ({type(exc).__name__}: {exc}); "
+                                          "its log has the details"}
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _line(self, req: dict):
-        n = req.get("line", 1)
-        if not isinstance(n, int) or not 1 <= n <= len(self.card.lines):
-            raise ControlError(f"line must be 1..{len(self.card.lines)}, not {n!r}")
-        return self.card.lines[n - 1]
+    def _line(self, args: dict):
+        return self.card.lines[args["line"] - 1]
 
     async def _card_wait(self, cond, card_ms: float) -> bool:
         clock = self.card.clock
@@ -102,8 +128,37 @@ class ControlServer:
             await asyncio.sleep(0.005)
         return cond()
 
+    @staticmethod
+    def _room(line, ms: float, field: str) -> None:
+        """Refuse audio that would leave more than MAX_QUEUED_MS waiting on the line."""
+        queued = line.queued_ms()
+        if queued + ms > schema.MAX_QUEUED_MS:
+            raise RequestError(field, f"would add {ms / 1000:g} s to the {queued / 1000:g} s already waiting to be "
+                                      f"sent on line {line.ch + 1}; at most {schema.MAX_QUEUED_MS / 1000:g} s "
+                                      "may wait (send with wait: true, or hang up to clear it)")
+
+    @staticmethod
+    def _size(path: str, field: str) -> int:
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise RequestError(field, f"cannot be read: {exc.strerror} ({path})") from None
+        if size > schema.MAX_WAV_BYTES:
+            raise RequestError(field, f"is {size >> 20} MiB; at most {schema.MAX_WAV_BYTES >> 20} MiB ({path})")
+        return size
+
+    async def _load(self, path: str, field: str) -> np.ndarray:
+        """A WAV as 8 kHz samples, within the bounds of one request."""
+        self._size(path, field)
+        try:
+            pcm = await asyncio.to_thread(media.to_8k, path)
+        except media.MediaError as exc:
+            raise RequestError(field, f"cannot be used: {exc}") from None
+        _audio_fits(len(pcm), field)
+        return pcm
+
     # -- ops ----------------------------------------------------------------------------------------
-    async def op_status(self, req: dict) -> dict:
+    async def op_status(self, args: dict) -> dict:
         c = self.card
         fw = c.firmware
         return {
@@ -119,35 +174,27 @@ class ControlServer:
                 "events_dropped": fw.link.events_dropped, "copies": fw.copies},
         }
 
-    async def op_ring(self, req: dict) -> dict:
-        line = self._line(req)
-        cid = None
-        c = req.get("cid")
-        if c:
-            cid = CallerId(number=str(c.get("number", "")), name=str(c.get("name", "")),
-                           datetime=str(c.get("datetime", "")))
-        mode = (c or {}).get("mode", "bell202")
-        cadence = req.get("cadence")
-        if isinstance(cadence, str):
-            if cadence not in RING_CADENCES:
-                raise ControlError(f"unknown cadence {cadence!r}: 'cn', 'na' or [on_ms, off_ms]")
-            cadence = RING_CADENCES[cadence]
-        line.ring(cid=cid, cid_mode=mode, cadence=tuple(cadence) if cadence else None,
-                  max_rings=int(req.get("max_rings", 0)))
-        if not req.get("wait_answer", True):
+    async def op_ring(self, args: dict) -> dict:
+        line = self._line(args)
+        c = args["cid"]
+        cid = None if c is None else CallerId(number=c["number"], name=c["name"], datetime=c["datetime"])
+        line.ring(cid=cid, cid_mode="bell202" if c is None else c["mode"], cadence=args["cadence"],
+                  max_rings=args["max_rings"])
+        if not args["wait_answer"]:
             return {"answered": False}
-        timeout_ms = float(req.get("timeout_ms", 30000))
-        answered = await self._card_wait(line.answered.is_set, timeout_ms)
+        answered = await self._card_wait(line.answered.is_set, args["timeout_ms"])
         out = {"answered": answered, "rings": line.rings}
         if answered and line.answer_ms is not None and line.ring_start is None:
             out["answer_card_ms"] = round(line.answer_ms)
         return out
 
-    async def _wait_done(self, done, req: dict) -> dict:
-        if not req.get("wait", True):
+    async def _send(self, line, pcm: np.ndarray, args: dict, field: str) -> dict:
+        """Queue ``pcm`` on the line; with ``wait``, until it has been sent."""
+        self._room(line, len(pcm) / 8, field)
+        done = line.queue(pcm)
+        if not args["wait"]:
             return {}
-        line = self._line(req)
-        ok = await self._card_wait(lambda: done.is_set() or not line.offhook, float(req.get("timeout_ms", 600000)))
+        ok = await self._card_wait(lambda: done.is_set() or not line.offhook, args["timeout_ms"])
         if not done.is_set():
             with line._lock:
                 line.source.clear()  # nobody will hear it now
@@ -157,42 +204,39 @@ class ControlServer:
                 raise ControlError("timed out before this was sent")
         return {}
 
-    async def op_dtmf(self, req: dict) -> dict:
-        line = self._line(req)
-        digits = str(req["digits"])
-        done = line.dtmf(digits, on_ms=int(req.get("on_ms", 80)), off_ms=int(req.get("off_ms", 80)),
-                         level_dbm0=float(req.get("level_dbm0", -10)), twist_db=float(req.get("twist_db", 0)),
-                         row_offset=float(req.get("row_offset", req.get("freq_offset", 0))),
-                         col_offset=float(req.get("col_offset", req.get("freq_offset", 0))))
-        return await self._wait_done(done, req)
+    async def op_dtmf(self, args: dict) -> dict:
+        line = self._line(args)
+        tones = {k: args[k] for k in ("on_ms", "off_ms", "level_dbm0", "twist_db", "row_offset", "col_offset")}
+        pcm = await asyncio.to_thread(dtmf_audio, args["digits"], **tones)
+        return await self._send(line, pcm, args, "digits")
 
-    async def op_play(self, req: dict) -> dict:
-        line = self._line(req)
-        pcm = await asyncio.to_thread(media.to_8k, req["wav"])
-        return await self._wait_done(line.queue(pcm), req) | {"ms": len(pcm) // 8}
+    async def op_play(self, args: dict) -> dict:
+        line = self._line(args)
+        pcm = await self._load(args["wav"], "wav")
+        return await self._send(line, pcm, args, "wav") | {"ms": len(pcm) // 8}
 
-    async def op_speak(self, req: dict) -> dict:
-        line = self._line(req)
-        pcm = await asyncio.to_thread(media.speak, str(req["text"]), str(req.get("voice", "en")))
-        return await self._wait_done(line.queue(pcm), req) | {"ms": len(pcm) // 8}
+    async def op_speak(self, args: dict) -> dict:
+        line = self._line(args)
+        pcm = await asyncio.to_thread(media.speak, args["text"], args["voice"])
+        _audio_fits(len(pcm), "text")
+        return await self._send(line, pcm, args, "text") | {"ms": len(pcm) // 8}
 
-    async def op_silence(self, req: dict) -> dict:
-        line = self._line(req)
-        ms = int(req.get("ms", 1000))
-        return await self._wait_done(line.queue(np.zeros(ms * 8, dtype=np.int16)), req)
+    async def op_silence(self, args: dict) -> dict:
+        line = self._line(args)
+        return await self._send(line, np.zeros(args["ms"] * 8, dtype=np.int16), args, "ms")
 
-    async def op_impair(self, req: dict) -> dict:
-        line = self._line(req)
-        if "noise_dbm0" in req:
-            lvl = req["noise_dbm0"]
-            line.noise = None if lvl is None else Noise(float(lvl), seed=int(req.get("seed", 1234)))
-        if "loss_db" in req:
-            line.loss = 10 ** (-float(req["loss_db"]) / 20)
-        if "echo_db" in req:
-            line.echo_gain = 0.0 if req["echo_db"] is None else 10 ** (-float(req["echo_db"]) / 20)
+    async def op_impair(self, args: dict) -> dict:
+        line = self._line(args)
+        if "noise_dbm0" in args:
+            lvl = args["noise_dbm0"]
+            line.noise = None if lvl is None else Noise(lvl, seed=args["seed"])
+        if "loss_db" in args:
+            line.loss = 10 ** (-args["loss_db"] / 20)
+        if "echo_db" in args:
+            line.echo_gain = 0.0 if args["echo_db"] is None else 10 ** (-args["echo_db"] / 20)
         return {}
 
-    async def op_listen(self, req: dict) -> dict:
+    async def op_listen(self, args: dict) -> dict:
         """What the caller hears for the next ``ms``.
 
         With ``prompts`` ({name: wav}), ``prompts`` in the answer lists which of them the caller
@@ -202,14 +246,14 @@ class ControlServer:
         begun, or even ended, while the caller was busy between the two (keying, or the
         previous answer being worked out on a loaded machine).
         """
-        line = self._line(req)
-        ms = float(req.get("ms", 1000))
-        refs = req.get("prompts") or {}
-        until = req.get("until")
-        if until is not None and until not in refs:
-            raise ControlError(f"until {until!r} is not one of the prompts given")
+        line = self._line(args)
+        ms, refs, until = args["ms"], args["prompts"], args["until"]
         if line.spotter is None or line.spotter[0] != refs:
-            loaded = {name: await asyncio.to_thread(media.to_8k, path) for name, path in refs.items()}
+            total = sum(self._size(path, f"prompts[{name!r}]") for name, path in refs.items())
+            if total > schema.MAX_WAV_BYTES:
+                raise RequestError("prompts", f"come to {total >> 20} MiB of files; at most "
+                                              f"{schema.MAX_WAV_BYTES >> 20} MiB in one listen")
+            loaded = {name: await self._load(path, f"prompts[{name!r}]") for name, path in refs.items()}
             line.spotter = (dict(refs), Spotter(loaded))
         spotter = line.spotter[1]
         loaded = spotter.refs
@@ -244,27 +288,34 @@ class ControlServer:
                 return False  # out of time, or the node hung up: nothing more will come
             await self._card_wait(lambda: False, 100)
 
-    async def op_hangup(self, req: dict) -> dict:
-        line = self._line(req)
-        line.hangup(str(req.get("mode", "loop_break")))
+    async def op_hangup(self, args: dict) -> dict:
+        self._line(args).hangup(args["mode"])
         return {}
 
-    async def op_wait_onhook(self, req: dict) -> dict:
-        line = self._line(req)
-        ok = await self._card_wait(lambda: not line.offhook, float(req.get("timeout_ms", 10000)))
-        return {"onhook": ok}
+    async def op_wait_onhook(self, args: dict) -> dict:
+        line = self._line(args)
+        return {"onhook": await self._card_wait(lambda: not line.offhook, args["timeout_ms"])}
 
-    async def op_fault(self, req: dict) -> dict:
+    async def op_fault(self, args: dict) -> dict:
         f = self.card.uart.faults
-        if "ber" in req:
-            f.ber_up = f.ber_down = float(req["ber"])
+        if "ber" in args:
+            f.ber_up = f.ber_down = args["ber"]
         for k in ("ber_up", "ber_down", "drop_up", "drop_down"):
-            if k in req:
-                setattr(f, k, float(req[k]))
+            if k in args:
+                setattr(f, k, args[k])
         return {"faults": asdict(f)}
 
-    async def op_reset_card(self, req: dict) -> dict:
+    async def op_reset_card(self, args: dict) -> dict:
         boots = self.card.boots
         self.card.reset()
         await self._card_wait(lambda: self.card.boots > boots, 5000)
         return {"boots": self.card.boots}
+
+
+def _audio_fits(samples: int, field: str) -> None:
+    if samples > schema.MAX_AUDIO_MS * 8:
+        raise RequestError(field, f"lasts {samples / 8000:g} s; at most {schema.MAX_AUDIO_MS / 1000:g} s in one request")
+
+
+def _refusal(op: str | None, exc: RequestError) -> dict[str, Any]:
+    return {"ok": False, "error": f"{op}: {exc}" if op else str(exc), "field": exc.field}

@@ -82,8 +82,8 @@ class I2S:
     MONO = 0
     STEREO = 1
 
-    def __new__(cls, unit, *, sck=None, ws=None, sd=None, mode=0, bits=8, format=0, rate=8000, ibuf=0):
-        return board().pcm(unit // 2, mode == I2S.RX)
+    def __new__(cls, unit, *, sck=None, ws=None, sd=None, mode=0, bits=16, format=0, rate=8000, ibuf=0):
+        return board().highway(unit, receive=mode == I2S.RX, bits=bits, stereo=format == I2S.STEREO, rate=rate)
 
 
 class UART:

@@ -19,6 +19,7 @@ from drivers.dsp.dtmf import digit_frequencies
 
 FRAME = 160
 RING_CADENCES = {"na": (2000, 4000), "cn": (1000, 4000)}
+HANGUP_MODES = ("loop_break", "busy_tone")
 CID_DELAY_MS = 600  # after the end of the first ring (Bell 202 / ETSI: 500 ms or more)
 LOOP_CURRENT = 30000  # ADC counts while the loop is closed (~45 mA)
 
@@ -70,6 +71,23 @@ class SimPcm:
     def write(self, buf) -> int:
         self._line.playback(bytes(buf))
         return len(buf)
+
+
+def dtmf_audio(digits: str, *, on_ms: int, off_ms: int, level_dbm0: float, twist_db: float,
+               row_offset: float, col_offset: float) -> np.ndarray:
+    """DTMF digits at ``level_dbm0`` per tone (the mean of the two when twisted).
+
+    ``twist_db`` is row level minus column level: > 0 normal twist (the low-group tone louder,
+    as after a long line), < 0 reverse twist. ``row_offset``/``col_offset`` shift each tone's
+    frequency (0.015 = +1.5 %).
+    """
+    parts = []
+    for d in digits:
+        fr, fc = digit_frequencies(d)
+        lr = level_dbm0 + twist_db / 2
+        lc = level_dbm0 - twist_db / 2
+        parts.append(two_tone(fr * (1 + row_offset), lr, fc * (1 + col_offset), lc, on_ms, off_ms))
+    return np.concatenate(parts)
 
 
 class SimLine:
@@ -145,21 +163,10 @@ class SimLine:
             self.source.append(seg)
         return seg.done
 
-    def dtmf(self, digits: str, *, on_ms: int, off_ms: int, level_dbm0: float, twist_db: float,
-             row_offset: float, col_offset: float) -> threading.Event:
-        """Queue DTMF digits at ``level_dbm0`` per tone (the mean of the two when twisted).
-
-        ``twist_db`` is row level minus column level: > 0 normal twist (the low-group tone louder,
-        as after a long line), < 0 reverse twist. ``row_offset``/``col_offset`` shift each tone's
-        frequency (0.015 = +1.5 %).
-        """
-        parts = []
-        for d in digits:
-            fr, fc = digit_frequencies(d)
-            lr = level_dbm0 + twist_db / 2
-            lc = level_dbm0 - twist_db / 2
-            parts.append(two_tone(fr * (1 + row_offset), lr, fc * (1 + col_offset), lc, on_ms, off_ms))
-        return self.queue(np.concatenate(parts))
+    def queued_ms(self) -> float:
+        """Audio queued to send that has not been sent yet."""
+        with self._lock:
+            return sum(len(seg.pcm) - seg.pos for seg in self.source) / 8
 
     def hangup(self, mode: str) -> None:
         with self._lock:
@@ -170,7 +177,7 @@ class SimLine:
             elif mode == "loop_break":
                 self.far_connected = False
             else:
-                raise ValueError(f"unknown hang-up mode {mode!r}: use 'loop_break' or 'busy_tone'")
+                raise ValueError(f"unknown hang-up mode {mode!r}: one of {', '.join(HANGUP_MODES)}")
             self.ring_start = None
 
     def start_listening(self) -> None:

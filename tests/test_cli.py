@@ -85,9 +85,9 @@ def test_control_port_rejects_garbage_with_a_reason(sim_factory):
     host, port = sim.control.split(":")
     with socket.create_connection((host, int(port)), timeout=5) as s:
         f = s.makefile("rwb")
-        for line, want in [(b"not json\n", "bad request"), (b'{"op": "explode"}\n', "unknown op 'explode'"),
-                           (b'{"op": "dtmf", "line": 9, "digits": "1"}\n', "line must be 1..1"),
-                           (b'{"op": "hangup", "mode": "slam"}\n', "unknown hang-up mode")]:
+        for line, want in [(b"not json\n", "request is not JSON"), (b'{"op": "explode"}\n', 'not "explode"'),
+                           (b'{"op": "dtmf", "line": 9, "digits": "1"}\n', "line must be a line number from 1 to 1"),
+                           (b'{"op": "hangup", "mode": "slam"}\n', "mode must be one of 'loop_break'")]:
             f.write(line)
             f.flush()
             resp = json.loads(f.readline())

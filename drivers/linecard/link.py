@@ -1,9 +1,14 @@
-"""The host side of the card's serial protocol, on asyncio.
+"""The host side of the card's serial protocol, on asyncio, behind a typed API.
 
-Commands are acknowledged and retried by sequence number; events from the card are acknowledged
-and delivered once; audio is not acknowledged. The link notices a dead card (no frame for
-``dead_after`` seconds, or the port closing) and a reset card (a HELLO with a new boot id),
-tells its listener, and reconnects on its own.
+Commands (:meth:`LineCardLink.hook`, :meth:`~LineCardLink.set_redundancy`, ...) are acknowledged
+and retried by sequence number: every ``wire.RETRY_MS``, ``wire.MAX_TRIES`` tries in all. A
+command still unacknowledged after its last try means the card stopped listening: the link is
+treated as down (the listener is told ``link_down``, the port is reopened and the link resyncs
+with SYNC -> HELLO, as after a lost port) and the command raises :class:`LinkDown` saying so.
+Events from the card are acknowledged and delivered once (the last ``wire.DEDUPE_WINDOW``
+sequence numbers are remembered); audio is not acknowledged but repeated (``set_redundancy``).
+The link notices a dead card (no frame for ``dead_after`` seconds, or the port closing) and a
+reset card (a HELLO with a new boot id), tells its listener, and reconnects on its own.
 """
 
 from __future__ import annotations
@@ -13,20 +18,21 @@ import logging
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware.card import wire
 
-from .messages import STATUS_NAMES, CardEvent, Hello, Status, parse_stats
+from .messages import OP_NAMES, STATUS_NAMES, CardEvent, CardStats, ChannelCounters, Hello, Led, LinkCounters, Status
 from .transport import SerialTransport, TransportError
 
 log = logging.getLogger("drivers.linecard")
 
-RETRY_S = 0.08
-TRIES = 12
+RETRY_S = wire.RETRY_MS / 1000
 SYNC_EVERY_S = 0.25
 ERROR_LOG_BURST = 10  # bad frames logged one by one before the log is summarised
 ERROR_LOG_PERIOD_S = 10.0
+MAX_PULSE_DIGITS = wire.MAX_DIGITS
 
 
 class CommandError(RuntimeError):
@@ -34,11 +40,12 @@ class CommandError(RuntimeError):
 
     def __init__(self, op: int, channel: int, status: int) -> None:
         self.status = status
-        super().__init__(f"card refused command {op} on line {channel + 1}: {STATUS_NAMES.get(status, status)}")
+        where = "the card" if channel == wire.BROADCAST else f"line {channel + 1}"
+        super().__init__(f"card refused command {OP_NAMES.get(op, op)} on {where}: {STATUS_NAMES.get(status, status)}")
 
 
 class LinkDown(ConnectionError):
-    """The card is not connected (or stopped answering)."""
+    """The card is not connected, or stopped answering (the message says which)."""
 
 
 class LinkListener:
@@ -47,12 +54,16 @@ class LinkListener:
     def link_up(self, hello: Hello, reset: bool) -> None: ...
     def link_down(self, reason: str) -> None: ...
     def card_event(self, ev: CardEvent) -> None: ...
-    def audio(self, channel: int, seq: int, echo_ref: int, payload: bytes) -> None: ...
+    def audio(self, channel: int, seq: int, echo_ref: int | None, payload: bytes) -> None:
+        """One card -> host frame (every copy of it): ``echo_ref`` is the seq of the host frame the
+        card played in the same 20 ms, or None."""
     def status(self, st: Status) -> None: ...
 
 
 @dataclass
-class LinkCounters:
+class HostCounters:
+    """The host's own count of what crossed the link."""
+
     rx_frames: int = 0
     tx_frames: int = 0
     bad_frames: dict[str, int] = field(default_factory=lambda: {n: 0 for n in wire.ERROR_NAMES[1:]})
@@ -67,19 +78,33 @@ class LinkCounters:
         return sum(self.bad_frames.values())
 
 
+TransportFactory = Callable[..., SerialTransport]
+
+
 class LineCardLink:
-    def __init__(self, url: str, listener: LinkListener, *, baud: int = 921600, dead_after: float = 1.0) -> None:
+    """The card behind ``url`` (a serial port, ``socket://`` to the simulator, ``loop://``).
+
+    ``transport`` makes the byte transport (``SerialTransport`` unless a test gives another with
+    the same signature and ``write``/``close``).
+    """
+
+    def __init__(self, url: str, listener: LinkListener, *, baud: int = 921600, dead_after: float = 1.0,
+                 transport: TransportFactory = SerialTransport) -> None:
         self.url = url
+        self._make_transport = transport
         self.baud = baud
         self.dead_after = dead_after
         self.listener = listener
         self.hello: Hello | None = None
-        self.counters = LinkCounters()
+        self.counters = HostCounters()
+        self.redundancy = 1  # copies of each audio frame, both ways, as the card last said or was told
+        self._last_audio: dict[int, tuple[int, bytes]] = {}  # channel -> the frame whose last copy is due
         self._transport: SerialTransport | None = None
         self._deframer = wire.Deframer()
         self._seq = 0
         self._pending: dict[int, asyncio.Future[int]] = {}
-        self._seen: deque[int] = deque(maxlen=64)
+        self._slots = asyncio.Semaphore(wire.MAX_PENDING)  # commands in flight, within the card's dedupe window
+        self._seen: deque[int] = deque(maxlen=wire.DEDUPE_WINDOW)
         self._stats_waiters: list[tuple[asyncio.Future, dict]] = []
         self._last_rx = 0.0
         self._up = asyncio.Event()
@@ -126,7 +151,7 @@ class LineCardLink:
         while not self._closing:
             if self._transport is None:
                 try:
-                    self._transport = SerialTransport(self.url, self.baud, loop, self._on_bytes, self._on_lost)
+                    self._transport = self._make_transport(self.url, self.baud, loop, self._on_bytes, self._on_lost)
                     backoff = 0.1
                     self._last_rx = time.monotonic()
                 except TransportError as exc:
@@ -173,11 +198,31 @@ class LineCardLink:
             self.counters.tx_frames += 1
 
     def send_audio(self, channel: int, seq: int, payload: bytes) -> None:
-        if self.is_up:
-            self._send(wire.encode(wire.T_AUDIO, channel, seq, payload))
+        """One host -> card frame, sent ``redundancy`` times: k-1 copies now and the last one with
+        the next frame (so a short burst of errors cannot take them all)."""
+        if not self.is_up:
+            return
+        frame = wire.encode(wire.T_AUDIO, channel, seq, payload)
+        copies = self.redundancy
+        for _ in range(max(1, copies - 1)):
+            self._send(frame)
+        prev = self._last_audio.get(channel)
+        if copies > 1 and prev is not None:
+            self._send(wire.encode(wire.T_AUDIO, channel, *prev))
+        self._last_audio[channel] = (seq, payload)
 
     async def command(self, channel: int, op: int, arg1: int = 0, arg2: int = 0, extra: bytes = b"") -> None:
-        """Send a command and wait for its ACK; retried until acknowledged or the link is down."""
+        """Send a command and wait for its ACK, trying ``wire.MAX_TRIES`` times ``wire.RETRY_MS``
+        apart. After the last try the link is treated as down (listener told, port reopened,
+        SYNC -> HELLO) and :class:`LinkDown` is raised; a refusal raises :class:`CommandError`."""
+        if not self.is_up:
+            raise LinkDown(f"line card on {self.url} is not connected ({self.last_error or 'starting'})")
+        async with self._slots:
+            status = await self._command(channel, op, arg1, arg2, extra)
+        if status != wire.ST_OK:
+            raise CommandError(op, channel, status)
+
+    async def _command(self, channel: int, op: int, arg1: int, arg2: int, extra: bytes) -> int:
         if not self.is_up:
             raise LinkDown(f"line card on {self.url} is not connected ({self.last_error or 'starting'})")
         seq = self._seq
@@ -186,29 +231,60 @@ class LineCardLink:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
         try:
-            for attempt in range(TRIES):
+            for attempt in range(wire.MAX_TRIES):
                 if attempt:
                     self.counters.retries += 1
                 self._send(frame)
                 try:
-                    status = await asyncio.wait_for(asyncio.shield(fut), RETRY_S)
-                    break
+                    return await asyncio.wait_for(asyncio.shield(fut), RETRY_S)
                 except TimeoutError:
                     continue
-            else:
-                self.counters.commands_failed += 1
-                raise LinkDown(f"line card did not acknowledge command {op} on line {channel + 1} "
-                               f"after {TRIES} tries")
         finally:
             self._pending.pop(seq, None)
-        if status != wire.ST_OK:
-            raise CommandError(op, channel, status)
+        self.counters.commands_failed += 1
+        where = "the card" if channel == wire.BROADCAST else f"line {channel + 1}"
+        reason = (f"the card did not acknowledge command {OP_NAMES.get(op, op)} on {where} after "
+                  f"{wire.MAX_TRIES} tries ({wire.MAX_TRIES * wire.RETRY_MS} ms)")
+        self._drop(reason)
+        raise LinkDown(f"{reason}: the link is down and reconnecting")
 
-    async def card_stats(self, timeout: float = 1.0) -> dict[str, dict[str, int]]:
-        """The card's own counters: ``{"link": {...}, "line1": {...}, ...}``."""
+    # -- commands, typed ---------------------------------------------------------------------------
+    async def hook(self, channel: int, off: bool) -> None:
+        """Off-hook (answer / seize) or on-hook (hang up); the card confirms with a HOOK event."""
+        await self.command(channel, wire.OP_HOOK, 1 if off else 0)
+
+    async def flash(self, channel: int, ms: int) -> None:
+        await self.command(channel, wire.OP_FLASH, ms)
+
+    async def pulse_dial(self, channel: int, digits: str, make_ms: int = 0, break_ms: int = 0) -> None:
+        if not digits.isdigit() or not digits.isascii() or len(digits) > MAX_PULSE_DIGITS:
+            raise ValueError(f"pulse dialling takes up to {MAX_PULSE_DIGITS} digits 0-9, not {digits!r}")
+        await self.command(channel, wire.OP_PULSE_DIAL, make_ms, break_ms, digits.encode())
+
+    async def set_gains(self, channel: int, rx_db: float, tx_db: float) -> None:
+        await self.command(channel, wire.OP_GAIN, int(round(rx_db * 10)), int(round(tx_db * 10)))
+
+    async def led(self, channel: int, state: Led | bool) -> None:
+        await self.command(channel, wire.OP_LED, int(Led(int(state))))
+
+    async def open_cid_window(self, channel: int, ms: int) -> None:
+        await self.command(channel, wire.OP_CID_WINDOW, ms)
+
+    async def set_redundancy(self, copies: int) -> None:
+        """Copies of each audio frame, both ways (1..``wire.MAX_COPIES``)."""
+        if not 1 <= copies <= wire.MAX_COPIES:
+            raise ValueError(f"audio redundancy must be 1..{wire.MAX_COPIES} copies, not {copies}")
+        await self.command(wire.BROADCAST, wire.OP_REDUNDANCY, copies)
+        self.redundancy = copies
+
+    async def reset_card(self) -> None:
+        await self.command(wire.BROADCAST, wire.OP_RESET)
+
+    async def card_stats(self, timeout: float = 1.0) -> CardStats:
+        """The card's own counters: its link's and each line's."""
         assert self.hello is not None
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        got: dict[str, dict[str, int]] = {}
+        fut: asyncio.Future[CardStats] = asyncio.get_running_loop().create_future()
+        got: dict[int, bytes] = {}
         self._stats_waiters.append((fut, got))
         try:
             await self.command(wire.BROADCAST, wire.OP_GET_STATS)
@@ -255,7 +331,7 @@ class LineCardLink:
         if ftype == wire.T_AUDIO:
             if self.is_up and len(body) == wire.AUDIO_UP_LEN:
                 (echo_ref,) = struct.unpack(wire.AUDIO_UP, body[:2])
-                self.listener.audio(ch, seq, echo_ref, body[2:])
+                self.listener.audio(ch, seq, None if echo_ref == wire.NO_SEQ else echo_ref, body[2:])
         elif ftype == wire.T_EVENT:
             self._send(wire.encode(wire.T_ACK, ch, seq, struct.pack(wire.ACK, wire.ST_OK)))
             if seq in self._seen:
@@ -271,7 +347,9 @@ class LineCardLink:
         elif ftype == wire.T_HELLO:
             self._on_hello(Hello.parse(body))
         elif ftype == wire.T_STATUS:
-            self.listener.status(Status.parse(body))
+            st = Status.parse(body)
+            self.redundancy = st.copies  # what the card actually does, e.g. after it rebooted
+            self.listener.status(st)
         elif ftype == wire.T_STATS:
             self._on_stats(ch, body)
         else:
@@ -290,9 +368,12 @@ class LineCardLink:
             if self.is_up:
                 self._up.clear()
                 self.listener.link_down("card reset")
+        if reset or self.hello is None:
+            self.redundancy = 1  # a card boots with one copy per frame
         first = not self.is_up
         self.hello = hello
         self._seen.clear()
+        self._last_audio.clear()
         if first:
             self._up.set()
             log.info("line card up: %s firmware %s, %d lines, %s", hello.board_id, hello.firmware,
@@ -300,11 +381,9 @@ class LineCardLink:
             self.listener.link_up(hello, reset)
 
     def _on_stats(self, ch: int, body: bytes) -> None:
-        if ch == wire.BROADCAST:
-            key, names = "link", wire.LINK_COUNTERS
-        else:
-            key, names = f"line{ch + 1}", wire.CHANNEL_COUNTERS
         for fut, got in self._stats_waiters:
-            got[key] = parse_stats(body, names)
-            if self.hello and len(got) == self.hello.channels + 1 and not fut.done():
-                fut.set_result(dict(got))
+            got[ch] = body
+            n = self.hello.channels if self.hello else 0
+            if len(got) == n + 1 and all(c in got for c in (wire.BROADCAST, *range(n))) and not fut.done():
+                fut.set_result(CardStats(LinkCounters.parse(got[wire.BROADCAST]),
+                                         tuple(ChannelCounters.parse(got[c]) for c in range(n))))

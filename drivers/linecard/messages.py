@@ -1,20 +1,46 @@
-"""Typed views of the card's frames (the byte layouts live in ``firmware.card.wire``)."""
+"""Typed views of the card's frames (the byte layouts live in ``firmware.card.wire``).
+
+Nothing above ``drivers.linecard`` sees a wire code: events are :class:`EventKind` members,
+counters are :class:`LinkCounters` / :class:`ChannelCounters` fields.
+"""
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 
 from firmware.card import wire
 
-EVENT_NAMES = {
-    wire.EV_RING_ON: "ring_on", wire.EV_RING_OFF: "ring_off", wire.EV_POLARITY: "polarity",
-    wire.EV_LOOP_DROP: "loop_drop", wire.EV_HOOK: "hook", wire.EV_DIAL_DONE: "dial_done",
-    wire.EV_FLASH_DONE: "flash_done", wire.EV_CID_WINDOW: "cid_window", wire.EV_LINE_STATE: "line_state",
-    wire.EV_RING_STOP: "ring_stop",
-}
+
+class EventKind(enum.IntEnum):
+    """What an ``EVENT`` from the card says happened on a line (its ``value`` in each comment)."""
+
+    RING_ON = wire.EV_RING_ON  # ring count in this call
+    RING_OFF = wire.EV_RING_OFF  # burst length, ms
+    POLARITY = wire.EV_POLARITY  # +1 / -1
+    LOOP_DROP = wire.EV_LOOP_DROP  # ms without loop current (the far end hung up)
+    HOOK = wire.EV_HOOK  # 1 off-hook, 0 on-hook (the relay moved)
+    DIAL_DONE = wire.EV_DIAL_DONE  # digits pulsed
+    FLASH_DONE = wire.EV_FLASH_DONE  # break ms
+    CID_WINDOW = wire.EV_CID_WINDOW  # 1 opened, 0 closed
+    LINE_STATE = wire.EV_LINE_STATE  # bit 0 off-hook, bit 1 ringing, bit 2 reversed (after SYNC)
+    RING_STOP = wire.EV_RING_STOP  # ms since the last ring: the caller gave up
+
+
+class Led(enum.IntEnum):
+    """A line LED's state (``CMD LED`` arg1)."""
+
+    OFF = 0
+    ON = 1
+    BLINK = 2
+
+
 STATUS_NAMES = {wire.ST_OK: "ok", wire.ST_BAD_CHANNEL: "no such line", wire.ST_BAD_ARGS: "bad arguments",
                 wire.ST_BUSY: "line busy (not off-hook, or dialling/flashing)", wire.ST_UNKNOWN_OP: "unknown command"}
+OP_NAMES = {wire.OP_HOOK: "HOOK", wire.OP_FLASH: "FLASH", wire.OP_PULSE_DIAL: "PULSE_DIAL", wire.OP_GAIN: "GAIN",
+            wire.OP_LED: "LED", wire.OP_GET_STATS: "GET_STATS", wire.OP_REDUNDANCY: "REDUNDANCY",
+            wire.OP_RESET: "RESET", wire.OP_CID_WINDOW: "CID_WINDOW"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +48,7 @@ class Hello:
     proto: int
     firmware: str
     channels: int
-    law: str
+    law: str  # "ulaw" or "alaw"
     caps: int
     boot_id: int
     board_id: str
@@ -37,18 +63,22 @@ class Hello:
 @dataclass(frozen=True)
 class CardEvent:
     channel: int
-    code: int
+    kind: EventKind | int  # an int only for a code this host does not know (a newer card)
     value: int
     ticks: int
 
     @property
     def name(self) -> str:
-        return EVENT_NAMES.get(self.code, f"event {self.code}")
+        return self.kind.name.lower() if isinstance(self.kind, EventKind) else f"event {self.kind}"
 
     @classmethod
     def parse(cls, channel: int, body: bytes) -> CardEvent:
         code, value, ticks = struct.unpack(wire.EVENT, body)
-        return cls(channel, code, value, ticks)
+        try:
+            kind: EventKind | int = EventKind(code)
+        except ValueError:
+            kind = code
+        return cls(channel, kind, value, ticks)
 
 
 @dataclass(frozen=True)
@@ -63,5 +93,46 @@ class Status:
         return cls(*struct.unpack(wire.STATUS, body))
 
 
-def parse_stats(body: bytes, names: tuple[str, ...]) -> dict[str, int]:
-    return dict(zip(names, struct.unpack(wire.STATS, body)))
+@dataclass(frozen=True)
+class LinkCounters:
+    """The card's link counters (``STATS`` on channel 0xFF), in ``wire.LC_*`` order."""
+
+    rx_frames: int = 0
+    crc_errors: int = 0
+    cobs_errors: int = 0
+    truncated: int = 0
+    oversized: int = 0
+    unknown_type: int = 0
+    duplicates: int = 0  # retried commands seen again
+    retries: int = 0  # events sent again
+
+    @classmethod
+    def parse(cls, body: bytes) -> LinkCounters:
+        return cls(*struct.unpack(wire.STATS, body))
+
+
+@dataclass(frozen=True)
+class ChannelCounters:
+    """One line's counters on the card (``STATS`` on the line's channel), in ``wire.CC_*`` order."""
+
+    audio_up: int = 0
+    audio_down: int = 0
+    underruns: int = 0
+    overruns: int = 0
+    lost: int = 0
+    late: int = 0
+    events_dropped: int = 0
+    longest_gap: int = 0
+
+    @classmethod
+    def parse(cls, body: bytes) -> ChannelCounters:
+        return cls(*struct.unpack(wire.STATS, body))
+
+
+@dataclass(frozen=True)
+class CardStats:
+    """Everything ``GET_STATS`` returns: the link's counters and each line's (index = channel)."""
+
+    link: LinkCounters
+    lines: tuple[ChannelCounters, ...]
+

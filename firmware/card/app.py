@@ -2,14 +2,21 @@
 import struct
 import time
 
+try:
+    from micropython import const
+except ImportError:  # CPython (the simulator)
+    def const(x):
+        return x
+
 from . import board, wire
+from .highway import Highway
 from .line import FxoLine
 from .link import CardLink
 
-STATUS_MS = 250
-HOST_TIMEOUT_MS = 2000
-WATCHDOG_MS = 2000
-MAX_LAG_FRAMES = 5
+STATUS_MS = const(250)
+HOST_TIMEOUT_MS = const(2000)
+WATCHDOG_MS = const(2000)
+MAX_LAG_FRAMES = const(5)
 
 CAPS = (wire.CAP_PULSE_DIAL | wire.CAP_POLARITY | wire.CAP_LOOP_CURRENT | wire.CAP_CALLER_ID
         | wire.CAP_GAIN | wire.CAP_REDUNDANCY)
@@ -21,7 +28,10 @@ class Card:
         self.channels = channels
         self.law_ulaw = law_ulaw
         self.link = CardLink(self.hw.uart(baud))
-        self.lines = [FxoLine(ch, self.hw, law_ulaw, self.emit) for ch in range(channels)]
+        rx, tx = self.hw.highway()
+        self.highway = Highway(rx, tx, wire.FRAME_SAMPLES, 0xFF if law_ulaw else 0x55)
+        self.lines = [FxoLine(ch, self.hw, law_ulaw, self.emit, self.highway) for ch in range(channels)]
+        self.stats_buf = bytearray(struct.calcsize(wire.STATS))
         self.status_led = self.hw.pin("LED_STATUS", False)
         self.copies = 1
         self.boot_id = (time.ticks_us() ^ (self.hw.uid[-1] << 8)) & 0xFFFF
@@ -49,12 +59,13 @@ class Card:
         self.link.send(wire.T_STATUS, wire.BROADCAST, 0, body)
 
     def stats(self):
-        c = list(self.link.counters)
-        self.link.send(wire.T_STATS, wire.BROADCAST, 0, struct.pack(wire.STATS, *c))
+        buf = self.stats_buf
+        struct.pack_into(wire.STATS, buf, 0, *self.link.counters)
+        self.link.send(wire.T_STATS, wire.BROADCAST, 0, buf)
         for ln in self.lines:
-            c = ln.counters
-            c[6] = self.link.events_dropped
-            self.link.send(wire.T_STATS, ln.ch, 0, struct.pack(wire.STATS, *c))
+            ln.counters[wire.CC_EVENTS_DROPPED] = self.link.events_dropped
+            struct.pack_into(wire.STATS, buf, 0, *ln.counters)
+            self.link.send(wire.T_STATS, ln.ch, 0, buf)
 
     def command(self, ch, seq, body, now):
         op, a1, a2 = struct.unpack(wire.CMD, body[:wire.CMD_LEN])
@@ -90,7 +101,7 @@ class Card:
         elif op == wire.OP_GAIN:
             st = ln.set_gain(a1, a2)
         elif op == wire.OP_LED:
-            ln.led.value(1 if a1 else 0)
+            st = ln.set_led(a1)
         elif op == wire.OP_CID_WINDOW:
             st = ln.open_cid_window(now, a1)
         else:
@@ -113,21 +124,26 @@ class Card:
                     self.emit(ln.ch, wire.EV_LINE_STATE, ln.state_bits())
 
     def frame_tick(self, now):
+        # every 20 ms: one highway block in, every line's turn, one block out. This allocates
+        # nothing but the CRC results: the frames are built in the lines' own buffers
+        # (docs/card-hardware.md, "Memory")
         link = self.link
+        copies = self.copies
+        self.highway.receive()
         for ln in self.lines:
             ln.sense(now)
-            up = ln.tick_audio(self.copies)
-            if up is None:
+            n = ln.tick_audio()
+            if not n:
                 continue
-            seq, frame, played = up
-            body = struct.pack(wire.AUDIO_UP, played) + frame
             # k copies: k-1 now (bit errors hit copies independently) and one a tick later (so a
             # short burst cannot take them all); see "Audio redundancy" in the protocol doc
-            for _ in range(max(1, self.copies - 1)):
-                link.send(wire.T_AUDIO, ln.ch, seq, body)
-            if self.copies > 1 and ln.history:
-                link.send(wire.T_AUDIO, ln.ch, ln.history[0], ln.history[1])
-            ln.history = (seq, body)
+            link.write(ln.up, n)
+            for _ in range(copies - 2):
+                link.write(ln.up, n)
+            if copies > 1 and ln.has_prev:
+                link.write(ln.prev, n)
+            ln.rotate_up()
+        self.highway.transmit()
 
     def run(self):
         wdt = self.hw.watchdog(WATCHDOG_MS)

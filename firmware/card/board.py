@@ -1,13 +1,21 @@
-# The card's hardware, reached only through MicroPython's `machine` module. Pin names follow the
-# board's schematic: RINGn (ring detector), HOOKn (hook relay), POLn (polarity detector),
-# LOOPn (loop-current sense ADC), LEDn, LED_STATUS; PCM audio n is the codec's companded
-# 8 kHz interface for line n (the codec does G.711, the card moves octets).
+# The card's hardware, reached only through MicroPython's `machine` module (docs/card-hardware.md).
+# Pin names follow the board's schematic: RINGn (ring detector), HOOKn (hook relay), POLn
+# (polarity detector), LOOPn (loop-current sense ADC), LEDn, LED_STATUS. The audio of all eight
+# lines is one PCM highway to the line-interface chips (DAAs): 8 kHz frames of eight G.711 octets,
+# line n in time slot n; each DAA does its own companding, the card only moves octets.
 import machine
 
-FW_VERSION = (1, 0, 0)
+FW_VERSION = (1, 1, 0)
 BOARD_ID = b"BNLC-8FX"
 CHANNELS = 8
 BAUD = 921600
+PCM_RATE = 8000
+# one 8 kHz highway frame = one I2S stereo frame of two 32-bit words = 8 slots of 8 bits
+# (bit clock 512 kHz); a 20 ms block is 160 frames, 1280 bytes; ibuf holds four of them
+PCM_BITS = 32
+PCM_IBUF = 5120
+I2S_TX = 0  # DX: card -> lines; drives the highway's bit clock (PCM_CLK) and frame sync (PCM_FS)
+I2S_RX = 1  # DR: lines -> card, on the same clock
 
 
 class Hardware:
@@ -22,13 +30,15 @@ class Hardware:
     def adc(self, name):
         return machine.ADC(machine.Pin(name))
 
-    def pcm(self, ch, receive):
-        # line n's audio from (DR) or to (DX) the codec, one I2S unit per direction
-        return machine.I2S(2 * ch + (0 if receive else 1), sck=machine.Pin("PCM_CLK"),
-                           ws=machine.Pin("PCM_FS"),
-                           sd=machine.Pin(("PCM_DR%d" if receive else "PCM_DX%d") % ch),
-                           mode=machine.I2S.RX if receive else machine.I2S.TX,
-                           bits=8, format=machine.I2S.MONO, rate=8000, ibuf=1280)
+    def highway(self):
+        # -> (rx, tx): the two I2S units of the PCM highway, one per direction
+        sck = machine.Pin("PCM_CLK")
+        ws = machine.Pin("PCM_FS")
+        tx = machine.I2S(I2S_TX, sck=sck, ws=ws, sd=machine.Pin("PCM_DX"), mode=machine.I2S.TX,
+                         bits=PCM_BITS, format=machine.I2S.STEREO, rate=PCM_RATE, ibuf=PCM_IBUF)
+        rx = machine.I2S(I2S_RX, sck=sck, ws=ws, sd=machine.Pin("PCM_DR"), mode=machine.I2S.RX,
+                         bits=PCM_BITS, format=machine.I2S.STEREO, rate=PCM_RATE, ibuf=PCM_IBUF)
+        return rx, tx
 
     def uart(self, baud):
         # 16 KB out (~180 ms at 921,600 baud): a late tick's frames wait instead of being cut

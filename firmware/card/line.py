@@ -1,10 +1,19 @@
 # One analog FXO line: ring and polarity sensing, loop current, hook relay (answer, hang up,
-# flash, pulse dialling), the caller ID window and the playout buffer of audio from the host.
+# flash, pulse dialling), the caller ID window, its LED, and its audio: the playout buffer of
+# frames from the host and, every 20 ms, the frame it sends up, built in a buffer of its own.
+import struct
 import time
 
-from . import g711, wire
+try:
+    from micropython import const
+except ImportError:  # CPython (the simulator)
+    def const(x):
+        return x
 
-TICK_MS = wire.FRAME_MS
+from . import g711, wire
+from .playout import Playout
+
+TICK_MS = const(20)  # wire.FRAME_MS
 RING_ON_TICKS = 2  # ring voltage present 40 ms -> a ring burst started
 RING_OFF_TICKS = 5  # absent 100 ms -> it ended (ringing is 20-25 Hz; the detector output is rectified)
 RING_STOP_MS = 6500  # no ring for this long before answer: the caller gave up
@@ -12,31 +21,35 @@ CID_WINDOW_MS = 5000  # on-hook audio streamed after the first ring / a polarity
 LOOP_MIN = 3000  # ADC counts (of 65535, ~4.5 mA): below this the far end has opened the loop
 LOOP_DROP_MS = 100  # a drop this long is a disconnect (shorter ones are polarity flips)
 POL_TICKS = 2
-PREFILL = 3  # frames buffered before playout starts: 60 ms for the host's scheduling jitter
-MAX_DEPTH = 8  # more than this queued is an overrun: the oldest frame is dropped
-REPRIME_AFTER = 10  # this many ticks with nothing to play: the stream stopped, buffer afresh
 PULSE_BREAK_MS = 60
 PULSE_MAKE_MS = 40
 INTERDIGIT_MS = 700
 
 
 class FxoLine:
-    def __init__(self, ch, hw, law_ulaw, emit):
+    def __init__(self, ch, hw, law_ulaw, emit, highway):
         self.ch = ch
         self.ring_pin = hw.pin("RING%d" % ch, True)
         self.hook_pin = hw.pin("HOOK%d" % ch, False)
         self.pol_pin = hw.pin("POL%d" % ch, True)
         self.led = hw.pin("LED%d" % ch, False)
         self.loop_adc = hw.adc("LOOP%d" % ch)
-        self.pcm_in = hw.pcm(ch, True)
-        self.pcm_out = hw.pcm(ch, False)
+        self.highway = highway  # this line's audio is time slot `ch` of the PCM highway
         self.law_ulaw = law_ulaw
-        self.idle = bytes([0xFF if law_ulaw else 0x55]) * wire.FRAME_SAMPLES
         self.emit = emit  # emit(channel, code, value): a reliable event to the host
-        self.counters = [0] * len(wire.CHANNEL_COUNTERS)
+        self.counters = [0] * wire.N_COUNTERS  # indexed by wire.CC_*
+        self.playout = Playout(self.counters)
         self.rx_gain = None
         self.tx_gain = None
-        self.inbuf = bytearray(wire.FRAME_SAMPLES)
+        self.led_mode = wire.LED_AUTO
+        self.led_on = -1
+        # the frame sent up this tick and the one sent last tick (its delayed redundant copy):
+        # two buffers that swap, each with a view of what its CRC covers
+        self.up = bytearray(wire.AUDIO_UP_WIRE)
+        self.prev = bytearray(wire.AUDIO_UP_WIRE)
+        self.up_crc = memoryview(self.up)[1:wire.BODY_AT + wire.AUDIO_UP_LEN]
+        self.prev_crc = memoryview(self.prev)[1:wire.BODY_AT + wire.AUDIO_UP_LEN]
+        self.tx_idle = False
         self.reset_call()
         self.pol = self.pol_pin.value()
         self.pol_ticks = 0
@@ -56,11 +69,8 @@ class FxoLine:
         self.steps = []  # pending hook steps: [relay value, ms left]; pulse dialling and flash
         self.step_done = None  # (event, value) to send when the steps finish
         self.up_seq = 0
-        self.history = None  # (seq, body) of the last frame sent up, for its delayed copy
-        self.play = {}
-        self.play_next = None
-        self.primed = False
-        self.gap_run = 0
+        self.has_prev = False  # self.prev holds last tick's frame
+        self.playout.reset()
 
     # -- commands -------------------------------------------------------------------------
     def hook(self, off):
@@ -74,9 +84,7 @@ class FxoLine:
             self.cid_until = None
         else:
             self.ring_count = 0
-            self.play = {}
-            self.primed = False
-            self.play_next = None
+            self.playout.reset()
         self.emit(self.ch, wire.EV_HOOK, 1 if off else 0)
 
     def flash(self, ms):
@@ -107,6 +115,13 @@ class FxoLine:
             return wire.ST_BAD_ARGS
         self.rx_gain = g711.gain_table(self.law_ulaw, rx_tenth_db)
         self.tx_gain = g711.gain_table(self.law_ulaw, tx_tenth_db)
+        return wire.ST_OK
+
+    def set_led(self, mode):
+        # the state stays until the host sets another; LED_AUTO gives the LED back to the line
+        if mode < wire.LED_OFF or mode > wire.LED_AUTO:
+            return wire.ST_BAD_ARGS
+        self.led_mode = mode
         return wire.ST_OK
 
     def open_cid_window(self, now, ms):
@@ -144,13 +159,14 @@ class FxoLine:
             if not self.ringing and self.ring_hi >= RING_ON_TICKS:
                 self.ringing = True
                 self.ring_count += 1
-                self.ring_start = now
+                self.ring_start = time.ticks_add(now, -(RING_ON_TICKS - 1) * TICK_MS)  # when it began
                 self.close_cid_window()
                 self.emit(self.ch, wire.EV_RING_ON, self.ring_count)
             elif self.ringing and self.ring_lo >= RING_OFF_TICKS:
                 self.ringing = False
                 self.last_ring = now
-                self.emit(self.ch, wire.EV_RING_OFF, time.ticks_diff(now, self.ring_start) - RING_OFF_TICKS * TICK_MS)
+                ended = time.ticks_add(now, -(RING_OFF_TICKS - 1) * TICK_MS)
+                self.emit(self.ch, wire.EV_RING_OFF, time.ticks_diff(ended, self.ring_start))
                 if self.ring_count == 1:
                     self.open_cid_window(now, CID_WINDOW_MS)  # caller ID comes after the first ring
             elif (self.ring_count and not self.ringing
@@ -179,12 +195,19 @@ class FxoLine:
                 self.loop_reported = False
         if self.cid_until is not None and time.ticks_diff(now, self.cid_until) >= 0:
             self.close_cid_window()
-        if self.offhook:
-            self.led.value(1)
-        elif self.ringing:
-            self.led.value((now // 200) & 1)
+        self._show_led(now)
+
+    def _show_led(self, now):
+        mode = self.led_mode
+        if mode == wire.LED_AUTO:
+            on = 1 if self.offhook else ((now // 200) & 1 if self.ringing else 0)
+        elif mode == wire.LED_BLINK:
+            on = (now // wire.LED_BLINK_MS) & 1
         else:
-            self.led.value(0)
+            on = 1 if mode == wire.LED_ON else 0
+        if on != self.led_on:
+            self.led_on = on
+            self.led.value(on)
 
     def _run_steps(self):
         step = self.steps[0]
@@ -203,66 +226,35 @@ class FxoLine:
         return self.offhook or self.cid_until is not None
 
     # -- audio ----------------------------------------------------------------------------
-    def audio_from_host(self, seq, data):
-        c = self.counters
-        if not self.offhook:
-            return
-        if self.play_next is not None and not wire.seq_after(seq, self.play_next) and seq != self.play_next:
-            c[5] += 1  # late (or a redundant copy of a frame already played)
-            return
-        if seq in self.play:
-            return  # a redundant copy
-        c[1] += 1
-        self.play[seq] = data
-        if len(self.play) > MAX_DEPTH:
-            c[3] += 1
-            oldest = self._oldest()
-            del self.play[oldest]
-            if self.play_next is not None:
-                self.play_next = self._oldest()
+    def audio_from_host(self, seq, frame):
+        if self.offhook:
+            self.playout.put(seq, frame)
 
-    def _oldest(self):
-        ref = self.play_next if self.play_next is not None else next(iter(self.play))
-        best = None
-        for s in self.play:
-            if best is None or wire.seq_diff(s, ref) < wire.seq_diff(best, ref):
-                best = s
-        return best
-
-    def tick_audio(self, copies=1):
-        # one 20 ms period: play a frame to the line, capture one from it.
-        # -> (seq, frame, echo_ref) to send up, or None when not streaming
+    def tick_audio(self):
+        # one 20 ms period: this line's slot of the highway block to play, and the frame to send
+        # up built in self.up (-> its length), or 0 when the line is not streaming
+        hw = self.highway
         played = wire.NO_SEQ
         if self.offhook:
-            out = None
-            if not self.primed:
-                if len(self.play) >= PREFILL:
-                    self.primed = True
-                    self.play_next = self._oldest()
-            if self.primed:
-                # fixed playout delay: a frame that misses its tick is dropped as late, so a host
-                # hiccup costs the frames it delayed and no more
-                out = self.play.pop(self.play_next, None)
-                if out is None:
-                    if self.play:
-                        self.counters[4] += 1  # a gap: this frame never arrived
-                    else:
-                        self.counters[2] += 1  # underrun: nothing queued at all
-                    self.gap_run += 1
-                    if self.gap_run > self.counters[7]:
-                        self.counters[7] = self.gap_run
-                    if self.gap_run >= REPRIME_AFTER:
-                        self.primed = False  # the host stopped sending: start over when it resumes
-                else:
-                    played = self.play_next
-                    self.gap_run = 0
-                self.play_next = (self.play_next + 1) & 0xFFFF
-            self.pcm_out.write(g711.apply(self.tx_gain, out) if out is not None else self.idle)
+            out = self.playout.take()  # fixed playout delay: see playout.py
+            hw.write_slot(self.ch, out, self.tx_gain if out is not None else None)
+            played = self.playout.played
+            self.tx_idle = False
+        elif not self.tx_idle:
+            hw.write_slot(self.ch, None, None)
+            self.tx_idle = True
         if not self.streaming():
-            return None
-        self.pcm_in.readinto(self.inbuf)
-        frame = bytes(g711.apply(self.rx_gain, self.inbuf))
+            return 0
+        buf = self.up
+        struct.pack_into(wire.AUDIO_UP, buf, wire.BODY_AT, played)
+        hw.read_slot(self.ch, buf, wire.BODY_AT + 2, self.rx_gain)
         seq = self.up_seq
         self.up_seq = (seq + 1) & 0xFFFF
-        self.counters[0] += 1
-        return seq, frame, played
+        self.counters[wire.CC_AUDIO_UP] += 1
+        return wire.encode_into(buf, wire.T_AUDIO, self.ch, seq, wire.AUDIO_UP_LEN, self.up_crc)
+
+    def rotate_up(self):
+        # after sending: this tick's frame becomes the one whose copy goes out a tick later
+        self.up, self.prev = self.prev, self.up
+        self.up_crc, self.prev_crc = self.prev_crc, self.up_crc
+        self.has_prev = True

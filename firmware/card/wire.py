@@ -90,11 +90,19 @@ OP_HOOK = const(1)  # arg1: 1 off-hook (answer/seize), 0 on-hook (hang up)
 OP_FLASH = const(2)  # arg1: break in ms (hook flash)
 OP_PULSE_DIAL = const(3)  # digits follow the body; arg1: make ms, arg2: break ms (0 = 40/60)
 OP_GAIN = const(4)  # arg1: receive gain, arg2: transmit gain, in 0.1 dB
-OP_LED = const(5)  # arg1: 0 off, 1 on, 2 blink
+OP_LED = const(5)  # arg1: one of the LED_* states below
 OP_GET_STATS = const(6)  # replies with STATS frames
 OP_REDUNDANCY = const(7)  # arg1: copies of each card->host audio frame (1..MAX_COPIES)
 OP_RESET = const(8)  # reboot the card
 OP_CID_WINDOW = const(9)  # arg1: ms to stream on-hook audio for caller ID (0 closes)
+
+# LED states (OP_LED arg1). The card keeps the state it was given until told otherwise; AUTO (the
+# state after boot) lets the card show the line: on while off-hook, blinking while it rings.
+LED_OFF = const(0)
+LED_ON = const(1)
+LED_BLINK = const(2)  # 250 ms on, 250 ms off
+LED_AUTO = const(3)
+LED_BLINK_MS = const(250)
 
 # Event codes (EVENT body code)
 EV_RING_ON = const(1)  # value: ring count in this call
@@ -179,6 +187,57 @@ def encode(ftype, channel, seq, body=b""):
     out = cobs_encode(payload)
     out.append(0)
     return out
+
+
+# -- the card's allocation-free path -----------------------------------------------------------
+# The card sends and receives 400 audio frames a second; these build and take apart a frame in
+# buffers the caller allocated once. Every frame of this protocol is shorter than 254 bytes
+# (MAX_PAYLOAD), so COBS can be done in place: one code byte in front, each 0x00 replaced by the
+# distance to the next one.
+_ZERO = b"\x00"
+_CRC_FMT = "<I"
+BODY_AT = const(1 + HEADER_LEN)  # where encode_into wants the body: after the COBS code and header
+
+
+def encode_into(out, ftype, channel, seq, n, crc_view=None):
+    # out[BODY_AT:BODY_AT + n] holds the body; this writes the header and the CRC, stuffs the frame
+    # in place and ends it with 0x00. -> its length: send out[:length]. crc_view: a memoryview of
+    # out[1:BODY_AT + n] made once by a caller that sends frames of one size (no allocation then).
+    end = BODY_AT + n
+    if end + CRC_LEN + 1 > len(out) or HEADER_LEN + n + CRC_LEN >= 254:
+        raise ValueError("frame does not fit")
+    struct.pack_into(HEADER, out, 1, ftype, channel, seq & 0xFFFF)
+    mv = crc_view if crc_view is not None else memoryview(out)[1:end]
+    # the CRC result (an int above 2**30 is a long int on a 32-bit port) is the one allocation left
+    struct.pack_into(_CRC_FMT, out, end, binascii.crc32(mv))  # unsigned on both
+    end += CRC_LEN
+    last = 0
+    i = out.find(_ZERO, 1, end)
+    while i >= 0:
+        out[last] = i - last
+        last = i
+        i = out.find(_ZERO, i + 1, end)
+    out[last] = end - last
+    out[end] = 0
+    return end + 1
+
+
+def unstuff(buf, n):
+    # COBS-decodes in place the n bytes (delimiter excluded) at buf[0:n]; the payload is then
+    # buf[1:n]. -> n - 1, or -1 if malformed. Only for frames under 254 bytes (all of this
+    # protocol's): there a code of 255 cannot occur. No allocation.
+    if n == 0:
+        return -1
+    pos = buf[0]
+    while pos < n:
+        c = buf[pos]
+        if c == 0 or c == 255:
+            return -1
+        buf[pos] = 0
+        pos += c
+    if pos != n:
+        return -1
+    return n - 1
 
 
 def body_ok(ftype, n):

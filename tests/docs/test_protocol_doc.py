@@ -29,9 +29,11 @@ def documented(rows: list[dict[str, str]], value: str, name: str = "name") -> di
     ("Events (`EVENT` code)", "code", "EV_"),
     ("Status codes (`ACK` body)", "code", "ST_"),
     ("Capabilities (`HELLO` caps bits)", "bit", "CAP_"),
+    ("Commands (`CMD` op)", "state", "LED_"),
 ])
 def test_each_code_table_is_the_wire_format(heading, first, prefix):
-    assert documented(table(DOC, heading, first), first) == defined(prefix)
+    codes = {k: v for k, v in defined(prefix).items() if not k.endswith("_MS")}  # a duration is no code
+    assert documented(table(DOC, heading, first), first) == codes
 
 
 def test_frame_types_and_their_bodies():
@@ -89,9 +91,9 @@ def test_sizes_and_timing_are_the_wire_constants():
     for name, value in doc.items():
         assert getattr(wire, name, None) == value, f"{name}: the doc says {value}, wire.py {getattr(wire, name, None)}"
     # every other integer constant of wire.py is in that table
-    tabled = ("T_", "OP_", "EV_", "ST_", "CAP_", "LC_", "CC_", "E_")
+    tabled = ("T_", "OP_", "EV_", "ST_", "CAP_", "LC_", "CC_", "E_", "LED_")
     rest = {k for k, v in vars(wire).items() if k.isupper() and isinstance(v, int)
-            and not k.startswith(tabled) and k != "OK"}
+            and not k.startswith(tabled) and k != "OK"} | {"LED_BLINK_MS"}
     assert rest <= set(doc), f"not documented: {sorted(rest - set(doc))}"
 
 

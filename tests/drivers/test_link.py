@@ -56,7 +56,7 @@ async def test_bad_frames_are_counted_logged_and_dropped(caplog):
     for name in ("bad CRC", "unknown frame type", "truncated frame", "oversized frame"):
         if bad[name]:
             assert f"dropped a frame: {name}" in text
-    assert rec.audio_frames == [(2, 5, 0xFFFF, b"\x55" * 160)]  # the good frame after all of that
+    assert rec.audio_frames == [(2, 5, None, b"\x55" * 160)]  # after all of that; NO_SEQ: None
 
 
 async def test_bad_frame_log_is_summarised_not_flooded(caplog):

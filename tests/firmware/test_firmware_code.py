@@ -20,7 +20,7 @@ CARD_FILES = sorted(CARD.rglob("*.py"))
 
 def test_card_folder_has_the_firmware():
     names = {p.name for p in CARD_FILES}
-    assert {"wire.py", "link.py", "line.py", "app.py", "main.py", "board.py"} <= names
+    assert {"wire.py", "link.py", "line.py", "playout.py", "highway.py", "app.py", "main.py", "board.py"} <= names
 
 
 @pytest.mark.parametrize("path", CARD_FILES, ids=lambda p: p.name)

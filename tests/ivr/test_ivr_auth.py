@@ -92,7 +92,7 @@ async def test_blacklist_across_calls_and_lines_until_nodectl_clears_the_alarm(s
     assert [r["auth_outcome"] for r in records(node)] == ["wrong", "wrong", "blacklisted", "verified"]
 
 
-async def test_fifty_keys_in_two_seconds_and_a_hang_up_in_every_kind_of_node(sim, tmp_path):
+async def test_fifty_keys_in_two_seconds(sim, tmp_path):
     async with branch(sim, tmp_path) as (node, client, refs):
         # 50 keys in 2 s: faster than DTMF signalling allows (a receiver must take 40 ms tones and
         # may refuse shorter ones); then 50 keys at the fastest valid timing, 4 s. Whatever is
@@ -109,27 +109,7 @@ async def test_fifty_keys_in_two_seconds_and_a_hang_up_in_every_kind_of_node(sim
         for burst in records(node):
             assert burst["disposition"] in ("caller_hangup", "completed", "transfer_fallback"), burst
             assert json.loads(burst["ivr_path"])[:3] == ["language", "hours", "menu"], burst
-        # hang up inside each node type: the line must come back idle every time
-        inside = {"language": [], "menu": ["3"], "play": ["3", "2"], "authenticate": ["3", "1"],
-                  "record": ["3", "3"], "callback": ["3", "4"], "collect": ["3", "5"], "transfer": ["3", "0"]}
-        for kind, keys in inside.items():
-            steps = [{"op": "ring", "cadence": [500, 500]}, {"op": "listen", "ms": 600}]
-            for k in keys:
-                steps += [{"op": "dtmf", "digits": k}, {"op": "listen", "ms": 500}]
-            if kind == "record":  # past "speak after the tone", then a second of message
-                steps += [{"op": "listen", "until": "beep.en", "ms": 5000}, {"op": "speak", "text": "hello"}]
-            steps.append({"op": "hangup"})
-            await script(client, refs, steps)
-            await wait_idle(node)
-        rec = records(node)
-        assert len(rec) == 2 + len(inside)
-        assert all(r["disposition"] == "caller_hangup" for r in rec[2:]), [r["disposition"] for r in rec]
-        reached = [json.loads(r["ivr_path"])[-1] for r in rec[2:]]
-        assert reached == ["language", "menu", "info", "auth", "message", "callback", "code", "busy"]
-        # the message left before hanging up is kept
-        recorded = rec[2 + list(inside).index("record")]["id"]
-        kept = {r["call_id"]: r for r in node.store.db["recordings"].rows}
-        assert recorded in kept and kept[recorded]["ms"] > 300, kept
+        # (hanging up inside each node type: tests/ivr/test_ivr_flows.py, with the time to release)
         # and the node still answers
         heard, _ = await script(client, refs, [{"op": "ring", "cadence": [500, 500]},
                                                {"op": "listen", "until": "lang.en", "ms": 5000}, {"op": "hangup"}])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 
+from hal import events as ev
 from tests.ivr.harness import HOLIDAY_10AM, SUNDAY_10AM, WEEKDAY_10AM, branch, records, script, wait_idle
 
 
@@ -103,3 +106,90 @@ async def test_night_mode_by_a_fixed_clock(sim, tmp_path, when, menu):
         await wait_idle(node)
     assert heard[2] == menu
     assert json.loads(records(node)[-1]["ivr_path"])[2] == ("menu" if menu == "main.en" else "night")
+
+
+class ReleaseClock:
+    """When line 1's HAL reported the caller gone (HungUp or LineDown, as the HAL emits it) and
+    when the node then sent the hang-up command and had it confirmed by the card."""
+
+    def __init__(self, node) -> None:
+        line = node.runners[0].line
+        self.gone: float | None = None
+        self.sent: float | None = None
+        self.confirmed: float | None = None
+        emit, hangup = line._emit, line.hangup
+
+        def timed_emit(event):
+            if isinstance(event, (ev.HungUp, ev.LineDown)) and self.gone is None:
+                self.gone = time.monotonic()
+            emit(event)
+
+        async def timed_hangup():
+            self.sent = time.monotonic()
+            await hangup()
+            self.confirmed = time.monotonic()
+        line._emit, line.hangup = timed_emit, timed_hangup
+
+    def reset(self) -> None:
+        self.gone = self.sent = self.confirmed = None
+
+
+# the node type -> the keys that lead there, the prompt it plays, and whether the caller hangs up
+# while that prompt plays or while the node then waits for a key (or records); the node it is in
+INSIDE = {
+    "language": ("", "lang", "keys", "language"),
+    "menu": ("3", "main", "prompt", "menu"),
+    "play": ("32", "info", "prompt", "info"),
+    "authenticate": ("31", "account", "keys", "auth"),
+    "record": ("33", "beep", "recording", "message"),
+    "callback": ("34", "cbnum", "keys", "callback"),
+    "collect": ("35", "code", "keys", "code"),
+    "hangup": ("30", "bye", "prompt", "bye"),  # via the agent's transfer (no prompt here) and its fallback
+}
+SENT_WITHIN_S = 0.2  # the promise: from the HAL event to the hang-up command
+CONFIRMED_WITHIN_S = 0.4  # plus the command's round trip over the serial link to the card and back
+
+
+async def _until_in(node, where: str, doing: str, prompt: str, timeout: float = 8.0) -> None:
+    """Until line 1's IVR is in node ``where`` doing ``doing``, past (or at) ``prompt``."""
+    runner = node.runners[0]
+    end = time.monotonic() + timeout
+    seen = None
+    while True:
+        call = runner.current
+        if call:
+            seen = (call.path, call.heard, call.doing)
+            if call.path[-1:] == [where] and call.heard[-1:] == [prompt] and call.doing == doing:
+                return
+        if time.monotonic() > end:
+            raise AssertionError(f"never in {where} ({doing} after {prompt}); last seen (path, heard, doing) {seen}")
+        await asyncio.sleep(0.01)
+
+
+async def test_hang_up_in_every_node_type_is_released_within_200_ms(sim, tmp_path):
+    async with branch(sim, tmp_path) as (node, client, refs):
+        clock = ReleaseClock(node)
+        for kind, (keys, prompt, doing, where) in INSIDE.items():
+            clock.reset()
+            steps = [{"op": "ring", "cadence": [500, 500]}, {"op": "listen", "until": "lang.en", "ms": 5000}]
+            for k in keys:
+                steps += [{"op": "dtmf", "digits": k}, {"op": "listen", "ms": 300}]
+            await script(client, refs, steps)
+            await _until_in(node, where, doing, prompt)
+            if doing == "recording":
+                await client.call("speak", line=1, text="hello")
+            await client.call("hangup", line=1)
+            await wait_idle(node)
+            assert clock.gone is not None and clock.sent is not None and clock.confirmed is not None, kind
+            sent, confirmed = clock.sent - clock.gone, clock.confirmed - clock.gone
+            assert sent < SENT_WITHIN_S, f"{kind}: hang-up command {sent * 1000:.0f} ms after the HAL event"
+            assert confirmed < CONFIRMED_WITHIN_S, f"{kind}: released {confirmed * 1000:.0f} ms after the HAL event"
+            rec = records(node)[-1]
+            assert (rec["disposition"], rec["ended_in"]) == ("caller_hangup", where), (kind, rec)
+            assert json.loads(rec["ivr_path"])[-1] == where
+        rec = records(node)
+        assert len(rec) == len(INSIDE)
+        # the message left before hanging up is kept
+        recorded = rec[list(INSIDE).index("record")]["id"]
+        kept = {r["call_id"]: r for r in node.store.db["recordings"].rows}
+        assert recorded in kept and kept[recorded]["ms"] > 300, kept

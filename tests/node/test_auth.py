@@ -13,7 +13,7 @@ import time
 import pytest
 
 from node_agent.auth import Authenticator, AuthError
-from node_agent.store import Store, StoreError
+from node_agent.store import MIGRATIONS, Store, StoreError
 from tests.conftest import ROOT
 
 PIN = "482913"
@@ -102,11 +102,75 @@ async def test_unknown_account_is_indistinguishable_from_a_wrong_pin(store):
     diff_ms = abs(statistics.median(t_unknown) - statistics.median(t_wrong)) * 1000
     assert statistics.median(t_wrong) > 0.02  # deliberately slow
     assert diff_ms < 8, diff_ms
-    # and unknown accounts never raise an alarm (that would tell which ones exist)
-    strict = Authenticator(store, max_daily_failures=2, today=lambda: "2026-11-23")
-    for i in range(10):
-        await strict.verify("6222009999", "000000", call_id=f"x{i}")
-    assert strict.alarms() == []
+
+
+async def test_an_unknown_account_is_locked_out_exactly_like_a_real_one(store, caplog):
+    auth = Authenticator(store, max_daily_failures=2, today=lambda: "2026-11-23")
+    auth.add_account("6222001234", PIN)
+    real = [await auth.verify("6222001234", "000000", call_id=f"r{i}") for i in range(3)]
+    unknown = [await auth.verify("6222009999", "000000", call_id=f"u{i}") for i in range(3)]
+    assert [(o.result, o.blacklisted_now) for o in unknown] == [(o.result, o.blacklisted_now) for o in real] \
+        == [("wrong", False), ("wrong", False), ("wrong", True)]
+    # locked: refused in later calls, the real account even with its PIN
+    assert (await auth.verify("6222001234", PIN, call_id="r9")).result == "blacklisted"
+    assert (await auth.verify("6222009999", PIN, call_id="u9")).result == "blacklisted"
+    real_alarm, unknown_alarm = auth.alarms()
+    assert real_alarm["account"] == "6222001234" and real_alarm["known"] is True
+    assert "unknown" not in real_alarm["detail"]
+    assert unknown_alarm["known"] is False and unknown_alarm["account"] == unknown[0].account
+    assert unknown_alarm["account"].startswith("unknown:") and "unknown account" in unknown_alarm["detail"]
+    assert "6222009999" not in repr(auth.alarms()) + caplog.text
+    assert "unknown account unknown:" in caplog.text  # the warning an admin reads names the hash
+    # the admin clears it: the unknown id is counted afresh, like a real one
+    auth.clear_alarm(unknown_alarm["id"], by="admin")
+    assert (await auth.verify("6222009999", PIN, call_id="u10")).result == "wrong"
+    assert [a["id"] for a in auth.alarms()] == [real_alarm["id"]]
+    # a new day starts a new count for an unknown id too
+    day = ["2026-11-23"]
+    fresh = Authenticator(store, max_daily_failures=2, today=lambda: day[0])
+    for _ in range(2):
+        await fresh.verify("6222008888", "000000", call_id="d1")
+    day[0] = "2026-11-24"
+    assert not (await fresh.verify("6222008888", "000000", call_id="d2")).blacklisted_now
+
+
+async def test_what_cannot_be_an_account_id_is_never_blacklisted(store):
+    """Callers who key nothing (or 1-3 digits) at the account prompt must not lock each other out;
+    such entries cannot be accounts, so refusing them tells nothing."""
+    auth = Authenticator(store, max_daily_failures=1, today=lambda: "2026-11-23")
+    outs = [await auth.verify(acct, "000000", call_id=f"c{i}") for i, acct in enumerate(["", "", "", "12", "12"])]
+    assert [o.result for o in outs] == ["wrong"] * 5 and auth.alarms() == []
+    assert (await auth.verify("1234", "000000", call_id="x")).result == "wrong"  # 4 digits: an id, counted
+    assert (await auth.verify("1234", "000000", call_id="y")).blacklisted_now
+
+
+async def test_digits_that_name_no_account_are_kept_only_as_a_keyed_hash(store, tmp_path, caplog):
+    """A PIN keyed at the account prompt, account and PIN run together, a wrong account: none of
+    those digits is readable in the database files (WAL included), the outbox, the logs, alarms or
+    the outcome; the same digits always give the same reference, so failures still correlate."""
+    auth = Authenticator(store, max_daily_failures=2, today=lambda: "2026-11-23")
+    auth.add_account("6222001234", PIN)
+    secrets = {"pin_as_account": PIN, "run_together": "6222001234" + PIN, "wrong_account": "6222009999"}
+    outs: dict[str, list] = {name: [] for name in secrets}
+    with caplog.at_level(logging.DEBUG):
+        for call in range(3):
+            for name, digits in secrets.items():
+                outs[name].append(await auth.verify(digits, PIN, call_id=f"{name}-{call}", line=1))
+    assert auth.alarms() and all(not a["known"] for a in auth.alarms())  # each went past the daily limit
+    refs = {name: {o.account for o in got} for name, got in outs.items()}
+    assert all(len(r) == 1 for r in refs.values()), refs  # correlated: one reference per id
+    assert len({next(iter(r)) for r in refs.values()}) == 3  # and a different one for each
+    events = list(store.db.query("SELECT account, known FROM auth_events"))
+    assert {e["account"] for e in events} == {next(iter(r)) for r in refs.values()}
+    assert {e["known"] for e in events} == {0}
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("node.db"))
+    assert (tmp_path / "node.db-wal").stat().st_size > 0  # read before any checkpoint folds it away
+    outbox = repr(store.outbox_pending(1000))
+    shown = repr(auth.alarms(include_cleared=True)) + repr(outs) + caplog.text + outbox
+    assert "6222001234" in raw.decode("latin-1")  # the real account is kept in clear: the scan reads the data
+    for digits in secrets.values():
+        assert digits.encode() not in raw, digits
+        assert digits not in shown, digits
 
 
 async def test_the_pin_is_nowhere(auth, store, tmp_path, caplog):
@@ -176,7 +240,7 @@ def test_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path):
     path = tmp_path / "node.db"
     Store(path).close()
     s = Store(path)
-    assert s.schema_version == 2 and "recordings" in s.db.table_names()
+    assert s.schema_version == len(MIGRATIONS) and "recordings" in s.db.table_names()
     s.db.execute("PRAGMA user_version=7")
     s.close()
     with pytest.raises(StoreError, match="schema version 7, newer than this software"):
@@ -217,3 +281,41 @@ def test_the_store_is_safe_from_many_threads_at_once(store):
     assert not errors, errors[:3]
     assert store.db["call_records"].count == 8 * 150
     assert store.outbox_count() == 8 * 150
+
+
+def test_digits_stored_in_clear_before_version_3_are_erased(tmp_path):
+    """A node upgraded from schema 2 had unknown ids (PINs keyed at the account prompt, account and
+    PIN run together) stored in clear: the migration erases them from the rows and the file."""
+    import json
+
+    import sqlite_utils
+
+    from node_agent.store import _v1, _v2
+
+    path, leaked = tmp_path / "node.db", "622200123458274619"
+    db = sqlite_utils.Database(path)
+    _v1(db)
+    _v2(db)
+    db.execute("PRAGMA user_version=2")
+    db["accounts"].insert({"id": "6222001234", "salt": b"s", "pin_hash": b"h", "kdf": "scrypt:n=2,r=1,p=1"})
+    for i, (acct, known) in enumerate([(leaked, 0), ("6222001234", 1)]):
+        db["auth_events"].insert({"at": "t", "day": "d", "account": acct, "known": known, "call_id": f"c{i}",
+                                  "line": 1, "outcome": "wrong"})
+        db["call_records"].insert({"id": f"c{i}", "line": 1, "account": acct, "disposition": "completed"})
+        for kind in ("auth_event", "call_record"):
+            db["outbox"].insert({"key": f"{kind}-{i}", "kind": kind, "payload": json.dumps({"account": acct}),
+                                 "created": "t"})
+    db.conn.close()
+    assert leaked.encode() in path.read_bytes()
+    store = Store(path)
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        assert [r["account"] for r in store.db.query("SELECT account FROM auth_events ORDER BY id")] == \
+            ["unknown:erased", "6222001234"]
+        assert [r["account"] for r in store.db.query("SELECT account FROM call_records ORDER BY id")] == \
+            ["unknown:erased", "6222001234"]
+        assert [i.payload["account"] for i in store.outbox_pending()] == ["unknown:erased"] * 2 + ["6222001234"] * 2
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("node.db"))
+        assert leaked.encode() not in raw
+    finally:
+        store.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from node_agent.config import ConfigError, load
+from node_agent.schedule import is_open
 
 GOOD = """
 [node]
@@ -130,4 +133,136 @@ def test_lines_and_node_section(tmp_path):
     text = GOOD.replace('[lines.1]', '[lines.9]').replace('card = "socket://127.0.0.1:7000"\n', "")
     out = problems(tmp_path, text)
     assert "[node] card is missing" in out
-    assert "[lines.9] lines are numbered 1 to 8" in out
+    assert "[lines.9] lines are numbered 1 to 8 (plain digits, no leading zero)" in out
+
+
+# -- every kind of bad input is named, none escapes as another exception --------------------------------
+NO_NODE = GOOD[GOOD.index("[lines.1]"):]
+NO_LINES = GOOD[:GOOD.index("[lines.1]")] + GOOD[GOOD.index("[prompts.choose]"):]
+NO_PROMPTS = GOOD[:GOOD.index("[prompts.choose]")] + GOOD[GOOD.index("[flows.main]"):]
+SCHEDULE = ('\n[flows.main.nodes.hours]\ntype = "schedule"\nhours = {{ {hours} }}\n{extra}'
+            'open = "language"\nclosed = "bye"\n')
+
+
+def with_schedule(hours: str = 'mon = "09:00-17:00"', extra: str = "") -> str:
+    return GOOD.replace('start = "language"', 'start = "hours"') + SCHEDULE.format(hours=hours, extra=extra)
+
+
+def deep(n: int) -> str:
+    return "x = " + "[" * n + "]" * n + "\n"
+
+
+BAD_CONFIGS = {  # name: (text, a problem that must be reported)
+    "start is a list": (GOOD.replace('start = "language"', 'start = ["language"]'),
+                        "[flows.main] start ['language'] is not a node of this flow"),
+    "node is a number": ("node = 5\n" + NO_NODE, "[node] must be a table ([node] …) of settings, not 5"),
+    "line key is a superscript": (GOOD.replace("[lines.1]", '[lines."²"]'), "[lines.'²'] lines are numbered 1 to 8"),
+    "line key is an Arabic-Indic one": (GOOD + '[lines."١"]\nnumber = "x"\nflow = "main"\n',
+                                        "[lines.'١'] lines are numbered 1 to 8"),
+    "line key has a leading zero": (GOOD.replace("[lines.1]", '[lines."01"]'), "[lines.01] lines are numbered"),
+    "flows is a number": ("flows = 5\n" + GOOD[:GOOD.index("[flows.main]")], "[flows] must be a table"),
+    "prompts is a string": ('prompts = "x"\n' + NO_PROMPTS, "[prompts] must be a table"),
+    "lines is a list": ("lines = [1]\n" + NO_LINES, "[lines] must be a table"),
+    "a flow is a number": (GOOD.replace("[lines.1]", "[flows]\nbad = 5\n\n[lines.1]"),
+                           "[flows.bad] a flow is a table with start and nodes"),
+    "a prompt is a string": (GOOD.replace("[lines.1]", '[prompts]\nbad = "x"\n\n[lines.1]'),
+                             "[prompts.bad] a prompt is a table"),
+    "a line is a string": (GOOD.replace("[lines.1]", '[lines]\n2 = "x"\n\n[lines.1]'), "[lines.2] a line is a table"),
+    "nodes is a number": (GOOD + '\n[flows.other]\nstart = "a"\nnodes = 5\n', "[flows.other] nodes must be a table"),
+    "a node is a number": (GOOD + '\n[flows.other]\nstart = "a"\nnodes = { a = 5 }\n',
+                           "[flows.other.nodes.a] a node is a table with a type"),
+    "type is a list": (GOOD.replace('type = "transfer"', 'type = ["transfer"]'),
+                       "[flows.main.nodes.agent] unknown node type ['transfer']"),
+    "card is http": (GOOD.replace("socket://127.0.0.1:7000", "http://127.0.0.1:7000"),
+                     "[node] card: no HAL backend for 'http://127.0.0.1:7000'"),
+    "card has no port": (GOOD.replace("socket://127.0.0.1:7000", "socket://127.0.0.1"),
+                         "a network card URL needs a host and a port"),
+    "prompt with a NUL": (GOOD.replace('en = "Goodbye"', 'en = "Good\\u0000bye"'),
+                          "[prompts.bye] the English text contains the control character U+0000"),
+    "prompt of 300 kB": (GOOD.replace('en = "Goodbye"', 'en = "' + "a" * 300_000 + '"'),
+                         "[prompts.bye] the English text is 300000 characters long"),
+    "max_daily_failures is true": (GOOD.replace('language = "cmn"', 'language = "cmn"\nmax_daily_failures = true'),
+                                   "[node] max_daily_failures must be a whole number from 1 to 1000, not True"),
+    "timeout_ms of 2**63-1": (GOOD.replace('prompt = "menu"\n', 'prompt = "menu"\ntimeout_ms = 9223372036854775807\n'),
+                              "[flows.main.nodes.menu] timeout_ms must be a whole number from 100 to 300000"),
+    "retries of 10**9": (GOOD.replace('prompt = "menu"\n', 'prompt = "menu"\nretries = 1000000000\n'),
+                         "[flows.main.nodes.menu] retries must be a whole number from 1 to 10"),
+    "retries is a float": (GOOD.replace('prompt = "menu"\n', 'prompt = "menu"\nretries = 2.5\n'),
+                           "retries must be a whole number from 1 to 10, not 2.5"),
+    "holiday 2026-13-45": (with_schedule(extra='holidays = ["2026-13-45"]\n'),
+                           "holidays: '2026-13-45' is not a date of the calendar"),
+    "holiday is a number": (with_schedule(extra="holidays = [20261001]\n"), "holidays: 20261001 is not a date"),
+    "hours start at their end": (with_schedule('mon = "09:00-09:00"'), "hours.mon: '09:00-09:00' is empty"),
+    "hours past 24:00": (with_schedule('mon = "09:00-24:30"'), "hours.mon: '09:00-24:30' is not a range"),
+    "no hours at all": (with_schedule(""), "hours names no day: the branch would never be open"),
+    "language option is a list": (GOOD.replace('"3" = "en"', '"3" = ["en"]'),
+                                  "option '3' selects language ['en']: use one of"),
+    "store_as leaves its folder": (GOOD.replace('"1" = "bye"', '"1" = "code"') +
+                                   '\n[flows.main.nodes.code]\ntype = "collect"\nprompt = "menu"\n'
+                                   'store_as = "../x"\nnext = "bye"\non_fail = "bye"\n',
+                                   "store_as '../x' must be a lower-case name"),
+    "min_digits above max_digits": (GOOD.replace('"1" = "bye"', '"1" = "code"') +
+                                    '\n[flows.main.nodes.code]\ntype = "collect"\nprompt = "menu"\nmin_digits = 6\n'
+                                    'max_digits = 4\nstore_as = "code"\nnext = "bye"\non_fail = "bye"\n',
+                                    "min_digits (6) is more than max_digits (4)"),
+    "data_dir is a number": (GOOD.replace('language = "cmn"', 'language = "cmn"\ndata_dir = 5'),
+                             "[node] data_dir must be a non-empty string, not 5"),
+    "wav is a number": (GOOD + "\n[prompts.music]\nwav = 5\n", "[prompts.music] wav must be a non-empty string"),
+    "a name with a line break": (GOOD.replace('id = "sz-futian-01"', 'id = "sz\\nfutian"'),
+                                 "[node] id contains the control character U+000A"),
+    "nested 100,000 deep": (deep(100_000), "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_bad_configuration_is_named(tmp_path, name):
+    text, want = BAD_CONFIGS[name]
+    out = problems(tmp_path, text)
+    assert any(want in p for p in out), out
+
+
+@pytest.mark.parametrize("data, want", [(b"[node]\nid = \"caf\xe9\"\n", "line 2: not UTF-8 (byte 0xe9)"),
+                                        (bytes(range(256)) * 4, "not UTF-8")])
+def test_a_file_that_is_not_utf8_is_named(tmp_path, data, want):
+    path = tmp_path / "branch.toml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert str(path) in str(exc.value) and want in str(exc.value)
+
+
+def test_a_directory_is_not_a_configuration(tmp_path):
+    with pytest.raises(ConfigError, match="this is a directory: give the configuration file itself"):
+        load(tmp_path)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "branch.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert load(path).node_id == "sz-futian-01"
+
+
+# -- schedules, also across midnight ----------------------------------------------------------------------
+def test_a_night_shift_loads_and_is_open_across_midnight(tmp_path):
+    cfg = load(write(tmp_path, with_schedule('fri = "22:00-06:00", sat = "12:00-24:00"',
+                                             'holidays = ["2026-12-25"]\n')))
+    node = cfg.flows["main"].nodes["hours"]
+    hours, holidays = node["hours"], node["holidays"]
+
+    def at(text: str) -> bool:
+        return is_open(hours, holidays, datetime.fromisoformat(text))
+
+    # 2026-12-04 is a Friday
+    assert not at("2026-12-04T21:59") and at("2026-12-04T22:00") and at("2026-12-04T23:59")
+    assert at("2026-12-05T00:00") and at("2026-12-05T05:59")  # Saturday morning: still Friday's shift
+    assert not at("2026-12-05T06:00") and not at("2026-12-05T11:59") and at("2026-12-05T12:00")
+    assert at("2026-12-05T23:59") and not at("2026-12-06T00:00")  # Saturday's span ends at 24:00
+    assert not at("2026-12-03T23:00") and not at("2026-12-04T05:00")  # Thursday has no shift
+    # 2026-12-25 is a Friday and a holiday: its shift does not start, so Saturday 03:00 is closed
+    assert not at("2026-12-25T23:00") and not at("2026-12-26T03:00") and at("2026-12-26T12:00")
+
+
+def test_day_spans_still_end_when_they_say(tmp_path):
+    hours = {"mon": "09:00-17:30"}
+    assert is_open(hours, [], datetime(2026, 11, 30, 9, 0)) and is_open(hours, [], datetime(2026, 11, 30, 17, 29))
+    assert not is_open(hours, [], datetime(2026, 11, 30, 17, 30)) and not is_open(hours, [], datetime(2026, 12, 1, 3))

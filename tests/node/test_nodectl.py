@@ -48,8 +48,8 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_good_ones(cfg, tmp_path):
     assert res.returncode == 1
     assert f"{csv}:3: account '62x2' must be 4 to 20 digits" in res.stderr
     assert f"{csv}:4: account 6222005678: the PIN must be 4 to 12 digits" in res.stderr
-    assert f"{csv}:6: account 6222001234 appears twice" in res.stderr
-    assert "imported 2 account(s); 3 bad row(s) skipped" in res.stdout
+    assert f"{csv}:6: account 6222001234 appears twice (first on line 2)" in res.stderr
+    assert "imported 2 new account(s); 3 bad row(s) skipped" in res.stdout
     listed = json.loads(nodectl(cfg, "accounts", "list", "--json").stdout)
     assert [a["id"] for a in listed] == ["6222001234", "6222009012"]
     assert "482913" not in res.stdout + res.stderr + json.dumps(listed)

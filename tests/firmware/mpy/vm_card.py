@@ -1,0 +1,144 @@
+# The whole card (card/app.py) on fake hardware: SYNC -> HELLO, commands and their ACKs, the LED
+# command, and the 20 ms frame tick, which must allocate nothing but the CRC results.
+import binascii
+import gc
+import struct
+
+import machine
+from card import board, wire
+from card.app import CAPS, Card
+from fake_time import clock
+from mpytest import eq, frames
+
+SYNC = bytes.fromhex("0380ff0105ca5d857200")  # written out: see test_wire.py
+
+
+def new(channels=8):
+    machine.clear()
+    clock.set(0)
+    for ch in range(channels):
+        machine.adc_values["LOOP" + str(ch)] = 30000
+    card = Card(channels=channels)
+    return card, machine.uarts[0]
+
+
+def command(card, u, ch, seq, op, a1=0, a2=0):
+    u.feed(wire.encode(wire.T_CMD, ch, seq, struct.pack(wire.CMD, op, a1, a2)))
+    card.handle(card.link.poll(), clock.ticks_ms())
+
+
+def test_sync_is_answered_with_hello_and_the_line_states():
+    card, u = new(8)
+    u.feed(SYNC)
+    card.handle(card.link.poll(), clock.ticks_ms())
+    out = frames(u.take())
+    hello = struct.pack(wire.HELLO, 1, board.FW_VERSION[0], board.FW_VERSION[1], board.FW_VERSION[2], 8,
+                        wire.LAW_ULAW, CAPS, card.boot_id, b"BNLC-8FX")
+    eq(out[0], (wire.OK, wire.T_HELLO, 0xFF, 0, hello), "HELLO")
+    eq([(r[1], r[2], r[4][0]) for r in out[1:]], [(wire.T_EVENT, ch, wire.EV_LINE_STATE) for ch in range(8)],
+       "one LINE_STATE event per line")
+
+
+def test_led_command_sets_a_state_that_the_frame_tick_keeps():
+    card, u = new(4)
+    command(card, u, 3, 9, wire.OP_LED, wire.LED_ON)
+    eq(frames(u.take()), [(wire.OK, wire.T_ACK, 0xFF, 9, b"\x00")], "ACK OK")
+    for _ in range(50):
+        clock.advance(wire.FRAME_MS)
+        card.frame_tick(clock.ticks_ms())
+    eq(machine.levels["LED3"], 1, "still lit after 1 s of frames on an idle line")
+    eq(machine.writes["LED3"].count(0), 1, "only the power-on write turned it off")
+    command(card, u, 3, 10, wire.OP_LED, wire.LED_AUTO)
+    card.frame_tick(clock.ticks_ms())
+    eq(machine.levels["LED3"], 0, "auto: an idle line is dark")
+    command(card, u, 3, 11, wire.OP_LED, 9)
+    eq(frames(u.take())[-1][4], bytes([wire.ST_BAD_ARGS]), "unknown LED state refused")
+
+
+def _crc_size():
+    # what one CRC-32 result costs the heap (a long int on this 32-bit port when >= 2**30)
+    gc.collect()
+    a = gc.mem_alloc()
+    x = binascii.crc32(b"\x00\x00\x01")  # 0x8846e984
+    n = gc.mem_alloc() - a
+    eq(x, 0x8846E984, "reference CRC")
+    return n
+
+
+def _crcs_needing_a_long_int(data, first_seq):
+    # CRCs of the distinct audio frames from seq first_seq on in data that do not fit a small int
+    seen = {}
+    for raw in bytes(data).split(b"\x00"):
+        if not raw:
+            continue
+        p = wire.cobs_decode(raw)
+        if p[0] == wire.T_AUDIO:
+            seq = p[2] | (p[3] << 8)
+            if seq >= first_seq:  # not the delayed copies of frames made before the measurement
+                seen[(p[1], seq)] = struct.unpack("<I", p[-4:])[0]
+    return len([c for c in seen.values() if c >= 0x40000000])
+
+
+def test_frame_tick_allocates_nothing_but_the_crcs():
+    card, u = new(8)
+    card.copies = 3  # two copies now and one a tick later: the redundancy path too
+    rx = machine.i2s_units[board.I2S_RX]
+    rx.rx_block = bytes((i * 7) & 0xFF for i in range(wire.FRAME_SAMPLES * 8))
+    for ln in card.lines:
+        ln.hook(1)
+        for seq in range(3):
+            ln.audio_from_host(seq, bytes([0x20 + seq]) * wire.FRAME_SAMPLES)
+    for _ in range(3):  # warm up: the stand-ins' own buffers are made on first use
+        clock.advance(wire.FRAME_MS)
+        card.frame_tick(clock.ticks_ms())
+    u.take()
+    u.room = len(u.txmem)  # a UART that keeps up: every frame goes out
+    first_seq = card.lines[0].up_seq
+    crc_size = _crc_size()
+    allocated = 0
+    ticks = 20
+    gc.collect()
+    gc.disable()
+    try:
+        for t in range(ticks):
+            for ln in card.lines:  # the host's frames arrive between ticks (not measured here)
+                ln.audio_from_host(3 + t, bytes([t]) * wire.FRAME_SAMPLES)
+            clock.advance(wire.FRAME_MS)
+            now = clock.ticks_ms()
+            a = gc.mem_alloc()
+            card.frame_tick(now)
+            allocated += gc.mem_alloc() - a
+    finally:
+        gc.enable()
+    sent = u.take()
+    eq(len(sent), ticks * 8 * 3 * wire.AUDIO_UP_WIRE, "3 copies of 8 lines' frames per tick")
+    eq(allocated, _crcs_needing_a_long_int(sent, first_seq) * crc_size, "heap bytes allocated by " + str(ticks) + " frame ticks")
+    eq(card.lines[0].counters[wire.CC_AUDIO_DOWN], 3 + ticks, "the host's frames were played")
+
+
+def test_the_allocation_probe_sees_an_allocation():
+    # the measurement above is real: the host's encoder (a new bytearray a frame) shows up in it
+    gc.collect()
+    gc.disable()
+    try:
+        a = gc.mem_alloc()
+        wire.encode(wire.T_AUDIO, 0, 0, b"\x01" * 162)
+        n = gc.mem_alloc() - a
+    finally:
+        gc.enable()
+    eq(n > 162, True, "wire.encode allocated " + str(n) + " bytes")
+
+
+def test_get_stats_sends_the_named_counters():
+    card, u = new(2)
+    card.link.counters[wire.LC_RETRIES] = 7
+    card.lines[1].counters[wire.CC_UNDERRUNS] = 5
+    card.link.events_dropped = 2
+    command(card, u, wire.BROADCAST, 3, wire.OP_GET_STATS)
+    out = frames(u.take())
+    eq([(r[1], r[2]) for r in out], [(wire.T_ACK, 0xFF), (wire.T_STATS, 0xFF), (wire.T_STATS, 0), (wire.T_STATS, 1)],
+       "ACK, then the link's and each line's counters")
+    link = struct.unpack(wire.STATS, out[1][4])
+    eq((link[wire.LC_RX_FRAMES], link[wire.LC_RETRIES]), (1, 7), "link: rx_frames, retries")
+    line1 = struct.unpack(wire.STATS, out[3][4])
+    eq((line1[wire.CC_UNDERRUNS], line1[wire.CC_EVENTS_DROPPED]), (5, 2), "line 1: underruns, events_dropped")
