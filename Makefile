@@ -8,7 +8,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
-APT     := libspandsp2 libspeexdsp1 espeak-ng sox
+APT     := libspandsp2 libspeexdsp1 espeak-ng sox gcc python3-dev
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps run test bench lint clean
