@@ -27,6 +27,8 @@ ACCEPT = {f"twist {tw:+d} dB, {name}": dict(twist=tw, **off) for tw in (0, 8, -4
 ACCEPT |= {
     "-26 dBm0 per tone": dict(level=-26),
     "15 dB signal to noise": dict(noise_dbm0=-25),
+    "15 dB signal to noise, twist +8 dB, both +1.5%": dict(noise_dbm0=-25, twist=8, row_offset=0.015, col_offset=0.015),
+    "15 dB signal to noise, twist -4 dB, both -1.5%": dict(noise_dbm0=-25, twist=-4, row_offset=-0.015, col_offset=-0.015),
     "600 Hz at -17 dBm0 (a drifted echo canceller's residual)": dict(hum_dbm0=-17),
     "100 ms on, 100 ms off": dict(on=100, off=100),
 }
