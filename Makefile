@@ -10,7 +10,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 # the real MicroPython VM (WebAssembly port, from npm) that tests/firmware runs the card code on
 NPM_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
-APT     := libspandsp2 libspeexdsp1 espeak-ng sox
+APT     := libspandsp2 libspeexdsp1 espeak-ng sox gcc python3-dev
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps run test bench lint clean

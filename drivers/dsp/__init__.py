@@ -1,4 +1,4 @@
-"""Telephony DSP from spandsp, wrapped in small classes over 8 kHz int16 numpy frames.
+"""Telephony DSP over 8 kHz int16 numpy frames: spandsp, speexdsp's echo canceller and our DTMF detector.
 
 >>> from drivers.dsp import DtmfGenerator, DtmfReceiver
 >>> gen, rx = DtmfGenerator(), DtmfReceiver()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from drivers.dsp import ToneGenerator, ToneSpec
@@ -10,11 +11,17 @@ from hal import events as ev
 from tests.helpers import answered_call, collect_digits, connected, wait_for
 
 DIGITS = "1234567890*#ABCD"
+# The bit-error call runs on the card's clock at real time by default. Faster (the simulator's
+# --speed; the link's baud rate, hence the bit errors, scale with it) the DSP holds (no digit lost
+# without a frame lost, measured at 2x), but the host's downlink pacing falls behind the card's
+# clock on a busy 2-core machine: the card re-primes its playout (a 10-frame gap host -> card),
+# with this code and the code before it alike. Set BRANCHNODE_BER_SPEED=2 to run it faster.
+BER_SPEED = os.environ.get("BRANCHNODE_BER_SPEED", "1")
 
 
 async def test_bit_errors_both_ways_lose_no_digit_and_leave_only_single_frame_gaps(sim_factory):
-    # a 60 s call at a bit-error rate of 1e-4 both ways
-    sim = sim_factory("--channels", "2")
+    # a 60 s call (card time) at a bit-error rate of 1e-4 both ways
+    sim = sim_factory("--channels", "2", "--speed", BER_SPEED)
     async with connected(sim) as (board, client):
         line = await answered_call(board, client, 1)
         await client.call("fault", ber=1e-4)
@@ -98,7 +105,6 @@ async def test_the_card_counts_and_drops_bad_frames_and_keeps_working(sim_factor
 
 
 async def test_a_card_that_stops_answering_is_noticed_and_the_link_comes_back(sim_factory):
-    import os
     import signal
 
     sim = sim_factory("--channels", "1")
