@@ -7,7 +7,7 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml setup.py drivers/dsp/_dtmf_build.py drivers/dsp/c/* 2>/dev/null | cksum | cut -d' ' -f1)
 # the real MicroPython VM (WebAssembly port, from npm) that tests/firmware runs the card code on
 NPM_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 APT     := libspandsp2 libspeexdsp1 espeak-ng sox gcc python3-dev
@@ -29,7 +29,7 @@ system-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py drivers/dsp/_dtmf_build.py $(wildcard drivers/dsp/c/*)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
