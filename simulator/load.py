@@ -143,8 +143,8 @@ async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs:
     Callers on different lines are independent, as on a real branch: each starts at its own
     moment and pauses a while between calls (seeded by the line, so a run can be repeated).
     Identical callers started together would key their PINs in the same 100 ms, every time.
-    The node must know the account of the line (``ACCOUNTS``). ``refs`` maps the flow's
-    prompts to WAV files of them.
+    The node must know the account of the line (``ACCOUNTS``) and answer on the second ring or
+    later. ``refs`` maps the flow's prompts to WAV files of them.
     """
     account, pin = ACCOUNTS[line]
     listen_refs = {name: refs[name] for name in flow.prompts()}
@@ -156,9 +156,9 @@ async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs:
         while time.monotonic() < until:
             n += 1
             wrong = n % wrong_every == 0
-            # the call is queued before the node answers (it needs the ring for 40 ms and a
-            # round trip to the card), so the keys' place on the call's timeline is known; a call
-            # the node answered sooner is not timed (the status says which)
+            # the node must answer on the second ring or later (``answer_on_ring``, as a branch
+            # whose caller ID comes between the first and second does): time to queue the call
+            # before it is answered, so the keys' place on the call's timeline is known
             await sim.call("ring", line=line, cadence=[400, 400], wait_answer=False)
             responses = await _queue(sim, line, flow, account, *(("000000", flow.wrong) if wrong else (pin, flow.verified)))
             measured = not (await sim.call("status"))["lines"][line - 1]["answered"]

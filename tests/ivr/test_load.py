@@ -16,7 +16,7 @@ SECONDS = int(os.environ.get("LOAD_SECONDS", "120"))
 
 async def test_eight_lines_of_ivr_calls_for_two_minutes(sim_factory, tmp_path):
     sim = sim_factory("--channels", "8")
-    async with branch(sim, tmp_path, lines=8) as (node, _client, refs):
+    async with branch(sim, tmp_path, lines=8, answer_on_ring=2) as (node, _client, refs):
         for account, pin in ACCOUNTS.values():
             node.auth.add_account(account, pin)
         until = time.monotonic() + SECONDS
@@ -47,7 +47,7 @@ async def test_eight_lines_of_ivr_calls_for_two_minutes(sim_factory, tmp_path):
         assert card["overruns"] == 0, (n, card)
     # the callers heard the node answer their keys (the latency targets are `make bench`'s)
     timed = [r for rep in reports for r in rep.responses]
-    assert len(timed) >= 2 * total, "the callers could not time most of their calls"
+    assert len(timed) >= 4 * (total - 8), "the callers could not time most of their calls"
     missed = [(rep.line, r) for rep in reports for r in rep.missed()]
     # an answer whose first half second came damaged is not recognised: on a loaded machine the
     # odd one can be, and the audio counters above say why; more than that is a fault
