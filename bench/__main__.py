@@ -182,9 +182,7 @@ async def node_load(seconds: float) -> dict:
     tmp = Path(tempfile.mkdtemp())
     sim, proc = await start_card(8)
     try:
-        # answering on the first ring: on the second, the caller ID window streams on-hook audio
-        # first, and that upsets the other lines' audio (late frames, overruns) today
-        cfg = replace(demo, card=sim["serial"], data_dir=tmp / "data", answer_on_ring=1,
+        cfg = replace(demo, card=sim["serial"], data_dir=tmp / "data", answer_on_ring=2,
                       lines={n: LineConfig(n, f"0755-8888-000{n}", "main") for n in range(1, 9)})
         node = Node(cfg)
         # the prompts cache of `make run` (keyed by what each prompt is made of): built once
@@ -288,7 +286,7 @@ def main() -> int:
     kp, kn = load["pin_to_outcome_heard_ms"], load["key_to_response_in_node_ms"]
     rows += [
         (f"node, 8 lines of IVR calls ({load['calls']} calls)", "", ""),
-        ("  ring-to-answer p50 / p99 (answers on ring 1)", f"{r['p50']} / {r['p99']} ms", ""),
+        ("  ring-to-answer p50 / p99 (answers on ring 2)", f"{r['p50']} / {r['p99']} ms", ""),
         (f"  key-to-response heard by the caller p50 / p99 ({k['n']} keys)", f"{k['p50']} / {k['p99']} ms",
          target(k["p99"] <= 100, "p99 <= 100 ms")),
         (f"  PIN # to outcome heard by the caller p50 / p99 ({kp['n']})", f"{kp['p50']} / {kp['p99']} ms",

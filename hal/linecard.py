@@ -51,6 +51,11 @@ class LineCardLine(Line):
         self._events: asyncio.Queue[ev.LineEvent] = asyncio.Queue()
         self._offhook = False
         self.claimed = False  # being answered: counted as streaming in the link budget
+        # on-hook audio: the card streams a caller ID window after the first ring (or a polarity
+        # reversal) without being asked. Counted in the budget from the first ring, so the copies
+        # are lowered before the window opens, and while a window is open
+        self._ring_pending = False
+        self._cid_window = False
         self._waiters: dict[EventKind, asyncio.Future] = {}
         self._tx_seq = 0
 
@@ -63,6 +68,16 @@ class LineCardLine(Line):
     @property
     def offhook(self) -> bool:
         return self._offhook
+
+    @property
+    def streaming(self) -> bool:
+        """The card sends (or is about to send) this line's audio: counted in the link budget."""
+        return self._offhook or self.claimed or self._ring_pending or self._cid_window
+
+    def _on_hook_streaming(self, ring_pending: bool, cid_window: bool) -> None:
+        if (ring_pending, cid_window) != (self._ring_pending, self._cid_window):
+            self._ring_pending, self._cid_window = ring_pending, cid_window
+            self.board.copies_may_change()
 
     def set_rx_tap(self, tap: Callable[[RxFrame], None] | None) -> None:
         self.receive.tap = tap
@@ -184,6 +199,8 @@ class LineCardLine(Line):
             if e.value == 1:
                 self.receive.new_call()
                 self._rx.reset()
+                # the card opens a caller ID window when this ring ends
+                self._on_hook_streaming(not self._offhook, self._cid_window)
             self._emit(ev.Ring(n, e.value))
         elif kind is EventKind.RING_OFF:
             self._emit(ev.RingEnded(n, 0, e.value))
@@ -191,9 +208,12 @@ class LineCardLine(Line):
             if e.value:
                 self.receive.new_callerid_window()
                 self._rx.reset()
+            self._on_hook_streaming(False, bool(e.value))
         elif kind is EventKind.RING_STOP:
+            self._on_hook_streaming(False, self._cid_window)
             self._emit(ev.RingingStopped(n, 0))
         elif kind is EventKind.HOOK:
+            self._on_hook_streaming(False, False)  # off-hook the card closes the window silently
             if e.value:
                 self._emit(ev.Answered(n))
             else:
@@ -221,6 +241,7 @@ class LineCardLine(Line):
 
     def link_down(self, reason: str) -> None:
         self._offhook = False
+        self._ring_pending = self._cid_window = False
         self.audio.reset()
         self._rx.reset()
         for fut in self._waiters.values():
@@ -265,6 +286,7 @@ class LineCardBoard(Board, LinkListener):
         self.link = link(url, self, baud=self.config.baud)
         self.lines: list[LineCardLine] = []
         self._copies_lock = asyncio.Lock()
+        self._copies_tasks: set[asyncio.Task] = set()
         self.card_status: Status | None = None
 
     # -- Board -------------------------------------------------------------------------------------
@@ -274,6 +296,8 @@ class LineCardBoard(Board, LinkListener):
         return self
 
     async def close(self) -> None:
+        for task in list(self._copies_tasks):
+            task.cancel()
         await self.link.close()
 
     @property
@@ -339,15 +363,22 @@ class LineCardBoard(Board, LinkListener):
         self.card_status = st
 
     # -- audio redundancy ------------------------------------------------------------------------------
+    def copies_may_change(self) -> None:
+        """A line started or stopped streaming on its own (card events): match the copies soon."""
+        task = asyncio.get_running_loop().create_task(self.update_copies())
+        self._copies_tasks.add(task)
+        task.add_done_callback(self._copies_tasks.discard)
+
     async def update_copies(self) -> None:
         """Match redundancy to the lines in use (``drivers.linecard.copies_for``); lowered *before*
         a line starts streaming.
 
         Serialised, and counting lines being answered as streaming: eight lines answered at once
-        must not each see room for copies that only one of them has.
+        must not each see room for copies that only one of them has. On-hook lines count too: a
+        caller ID window streams as much audio up as a call.
         """
         async with self._copies_lock:
-            active = sum(1 for ln in self.lines if ln.offhook or ln.claimed)
+            active = sum(1 for ln in self.lines if ln.streaming)
             want = copies_for(active, self.config.baud, self.config.fixed_copies)
             if want == self.link.redundancy or not self.link.is_up:
                 return

@@ -46,21 +46,28 @@ class LineRunner:
         self.ring_to_answer_ms: deque[float] = deque(maxlen=10000)
 
     async def run(self) -> None:
+        cid: tuple[float, ev.CallerIdReceived] | None = None
         while True:
             e = await self.line.next_event()
-            if isinstance(e, ev.Ring):
+            if isinstance(e, ev.CallerIdReceived):
+                cid = (time.monotonic(), e)  # DTMF caller ID comes before the first ring
+            elif isinstance(e, ev.Ring):
+                early = cid[1] if cid and time.monotonic() - cid[0] < RING_GAP_S else None
+                cid = None
                 try:
-                    await self._call(e)
+                    await self._call(e, early)
                 except Exception:  # one bad call must never take the line down with it
                     log.exception("line %d: call failed", self.line.number)
                 finally:
                     self.state = "idle"
                     self.current = None
 
-    async def _call(self, ring: ev.Ring) -> None:
+    async def _call(self, ring: ev.Ring, cid: ev.CallerIdReceived | None = None) -> None:
         line = self.line
         self.state = "ringing"
         rec = CallRecord(id=uuid.uuid4().hex[:16], line=line.number, started=now())
+        if cid is not None:
+            rec.caller_number, rec.caller_name = cid.number, cid.name
         t_ring = time.monotonic()
         # opened at the first ring, not at the answer: a caller the node heard ring is a call the
         # branch must know of (a missed call gets called back), even if the node dies before answering

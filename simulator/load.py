@@ -135,7 +135,7 @@ async def _verified(sim: SimClient, line: int, flow: Flow, refs: dict[str, str],
 
 
 async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs: dict[str, str],
-                 wrong_every: int = 4, report: CallerReport | None = None) -> CallerReport:
+                 wrong_every: int = 4, report: CallerReport | None = None, caller_id: str = "") -> CallerReport:
     """Calls on ``line`` until ``until`` (``time.monotonic()``): pick the language, account
     services, key account and PIN (every ``wrong_every``-th call a wrong PIN, then hang up while
     being asked again), each key after hearing the answer to the previous one.
@@ -143,8 +143,9 @@ async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs:
     Callers on different lines are independent, as on a real branch: each starts at its own
     moment and pauses a while between calls (seeded by the line, so a run can be repeated).
     Identical callers started together would key their PINs in the same 100 ms, every time.
-    The node must know the account of the line (``ACCOUNTS``). ``refs`` maps the flow's
-    prompts to WAV files of them.
+    The node must know the account of the line (``ACCOUNTS``) and answer on the second ring or
+    later. ``refs`` maps the flow's prompts to WAV files of them. With ``caller_id`` each call
+    sends that number as DTMF caller ID before the first ring (after a polarity reversal).
     """
     account, pin = ACCOUNTS[line]
     listen_refs = {name: refs[name] for name in flow.prompts()}
@@ -156,10 +157,11 @@ async def caller(sim_control: str, line: int, until: float, *, flow: Flow, refs:
         while time.monotonic() < until:
             n += 1
             wrong = n % wrong_every == 0
-            # the call is queued before the node answers (it needs the ring for 40 ms and a
-            # round trip to the card), so the keys' place on the call's timeline is known; a call
-            # the node answered sooner is not timed (the status says which)
-            await sim.call("ring", line=line, cadence=[400, 400], wait_answer=False)
+            # the node must answer on the second ring or later (``answer_on_ring``, as a branch
+            # whose caller ID comes between the first and second does): time to queue the call
+            # before it is answered, so the keys' place on the call's timeline is known
+            cid = {"number": caller_id, "mode": "dtmf"} if caller_id else None
+            await sim.call("ring", line=line, cid=cid, cadence=[400, 400], wait_answer=False)
             responses = await _queue(sim, line, flow, account, *(("000000", flow.wrong) if wrong else (pin, flow.verified)))
             measured = not (await sim.call("status"))["lines"][line - 1]["answered"]
             if not await _answered(sim, line, 20):

@@ -139,6 +139,7 @@ class SimLine:
     def ring(self, *, cid: CallerId | None, cid_mode: str, cadence: tuple[int, int] | None, max_rings: int) -> None:
         with self._lock:
             keep = (self.loss, self.noise, self.echo_gain, self.offhook)
+            was_reversed = self.reversed
             self.reset()
             self.loss, self.noise, self.echo_gain, self.offhook = keep
             self.ring_cadence = cadence or RING_CADENCES[self.country]
@@ -148,8 +149,9 @@ class SimLine:
             if cid is not None and cid.number:
                 self.cid_audio = encode_callerid(cid, cid_mode)
                 if cid_mode == "dtmf":
-                    # DTMF caller ID: polarity reversal, the digits, then the first ring
-                    self.reversed = True
+                    # DTMF caller ID: polarity reversal, the digits, then the first ring (a
+                    # reversal of what the line had: the last such call may have left it reversed)
+                    self.reversed = not was_reversed
                     self.cid_at = now + 300
                     cid_ms = len(self.cid_audio) / 8
                     self.ring_start = now + 300 + cid_ms + 600

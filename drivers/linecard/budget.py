@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from firmware.card import wire
 
-HEADROOM = 0.8  # of the link's byte rate kept for audio; the rest for commands, events, STATUS
-FRAMES_PER_S = 1000 // wire.FRAME_MS
 # copies go both ways; the larger frame (card -> host, with its echo reference) sets the limit
 FRAME_WIRE_BYTES = max(wire.AUDIO_UP_WIRE, wire.AUDIO_DOWN_WIRE)
 
 
 def copies_for(active: int, baud: int, fixed: int | None = None) -> int:
     """Copies per audio frame (1..MAX_COPIES) for ``active`` streaming lines at ``baud`` (8N1:
-    10 bits a byte); ``fixed`` overrides the budget (checked against the range)."""
+    10 bits a byte); ``fixed`` overrides the budget (checked against the range). The rule is the
+    wire format's (``wire.copies_fit``): the card applies it too, to the lines it streams."""
     if fixed is not None:
         if not 1 <= fixed <= wire.MAX_COPIES:
             raise ValueError(f"audio redundancy must be 1..{wire.MAX_COPIES} copies, not {fixed}")
         return fixed
-    per_copy = max(1, active) * FRAMES_PER_S * FRAME_WIRE_BYTES
-    return max(1, min(wire.MAX_COPIES, int(HEADROOM * baud / 10 / per_copy)))
+    return wire.copies_fit(active, baud)

@@ -33,7 +33,11 @@ class Card:
         self.lines = [FxoLine(ch, self.hw, law_ulaw, self.emit, self.highway) for ch in range(channels)]
         self.stats_buf = bytearray(struct.calcsize(wire.STATS))
         self.status_led = self.hw.pin("LED_STATUS", False)
-        self.copies = 1
+        self.copies = 1  # what the host asked for (OP_REDUNDANCY), reported in STATUS
+        # the most copies the link carries for n lines streaming (index n): a line that starts
+        # streaming on its own (a caller ID window) must not overfill the link before the host
+        # lowers the copies
+        self.fit = [wire.copies_fit(n, baud) for n in range(channels + 1)]
         self.boot_id = (time.ticks_us() ^ (self.hw.uid[-1] << 8)) & 0xFFFF
         self.started = time.ticks_ms()
         self.lag_skips = 0
@@ -128,10 +132,16 @@ class Card:
         # nothing but the CRC results: the frames are built in the lines' own buffers
         # (docs/card-hardware.md, "Memory")
         link = self.link
-        copies = self.copies
         self.highway.receive()
+        streaming = 0
         for ln in self.lines:
             ln.sense(now)
+            if ln.streaming():
+                streaming += 1
+        copies = self.copies
+        if copies > self.fit[streaming]:
+            copies = self.fit[streaming]
+        for ln in self.lines:
             n = ln.tick_audio()
             if not n:
                 continue

@@ -60,6 +60,16 @@ MAX_PAYLOAD = const(HEADER_LEN + AUDIO_UP_LEN + CRC_LEN)
 AUDIO_UP_WIRE = const(HEADER_LEN + AUDIO_UP_LEN + CRC_LEN + 2)  # 172: card -> host audio frame
 AUDIO_DOWN_WIRE = const(HEADER_LEN + AUDIO_DOWN_LEN + CRC_LEN + 2)  # 170: host -> card audio frame
 MAX_WIRE = const(MAX_PAYLOAD + 1)  # longest valid frame between delimiters (COBS code byte included)
+AUDIO_HEADROOM_PCT = const(80)  # of the link's byte rate audio may use; the rest: commands, events, STATUS
+
+
+def copies_fit(lines, baud):
+    # copies of each audio frame (1..MAX_COPIES) the link carries for `lines` streaming lines at
+    # `baud` (8N1: 10 bits a byte), 50 frames a second each, counting the larger audio frame.
+    # The host asks for this many; the card never sends more up than fits for the lines it streams
+    per_copy = (lines if lines > 1 else 1) * (1000 // FRAME_MS) * max(AUDIO_UP_WIRE, AUDIO_DOWN_WIRE)
+    n = AUDIO_HEADROOM_PCT * baud // (1000 * per_copy)
+    return 1 if n < 1 else (MAX_COPIES if n > MAX_COPIES else n)
 
 # Reliable frames (CMD host -> card, EVENT card -> host): the same rules at both ends.
 RETRY_MS = const(80)  # resend an unacknowledged frame after this long

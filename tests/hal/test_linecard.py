@@ -154,3 +154,48 @@ async def test_a_command_the_card_never_acknowledges_takes_every_line_down_and_b
         assert board.connected and board.link_status().reconnects == 1
     finally:
         await board.close()
+
+
+def card_event(channel: int, seq: int, code: int, value: int) -> bytes:
+    return bytes(wire.encode(wire.T_EVENT, channel, seq, struct.pack(wire.EVENT, code, value, 0)))
+
+
+async def copies_become(board: LineCardBoard, want: int) -> None:
+    """Wait (1 s at most) until the board has told the card ``want`` copies."""
+    async with asyncio.timeout(1):
+        while board.copies != want:
+            await asyncio.sleep(0.005)
+
+
+def redundancy_sent(card: FakeCard) -> list[int]:
+    """The copies the host asked the card for, in order."""
+    return [struct.unpack(wire.CMD, body[:wire.CMD_LEN])[1] for _, _, body in card.sent(wire.T_CMD)
+            if body[0] == wire.OP_REDUNDANCY]
+
+
+async def test_on_hook_caller_id_streaming_counts_in_the_link_budget():
+    # the card streams a caller ID window by itself: after a first ring (which the host sees
+    # first) or a polarity reversal (no warning). Either way the copies go down to what the
+    # lines streaming fit, and back up when the windows close
+    card = FakeCard(channels=8)
+    board = board_on(card)
+    await board.start(timeout=2)
+    try:
+        await copies_become(board, 6)  # idle: room for 6
+        await board.lines[0].answer()  # one call: still 6
+        ev_seq = 0
+        for ch in range(1, 4):  # three lines ring: counted from the ring, before their windows open
+            ev_seq += 1
+            board.link._on_bytes(card_event(ch, ev_seq, wire.EV_RING_ON, 1))
+        await copies_become(board, 2)  # 4 lines
+        for ch in range(4, 8):  # four reversals: their windows open with no ring first
+            ev_seq += 1
+            board.link._on_bytes(card_event(ch, ev_seq, wire.EV_CID_WINDOW, 1))
+        await copies_become(board, 1)  # 8 lines
+        for ch in range(1, 8):
+            ev_seq += 1
+            board.link._on_bytes(card_event(ch, ev_seq, wire.EV_CID_WINDOW if ch >= 4 else wire.EV_RING_STOP, 0))
+        await copies_become(board, 6)  # only the call is left
+        assert redundancy_sent(card) == [6, 2, 1, 6]
+    finally:
+        await board.close()

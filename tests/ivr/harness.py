@@ -26,7 +26,7 @@ card = "{card}"
 data_dir = "{data}"
 language = "en"
 max_daily_failures = {max_failures}
-answer_on_ring = 1
+answer_on_ring = {answer_on_ring}
 
 {lines}
 
@@ -179,17 +179,19 @@ type = "hangup"
 """
 
 
-def write_config(tmp_path: Path, card: str, max_failures: int = 5, lines: int = 2) -> Path:
+def write_config(tmp_path: Path, card: str, max_failures: int = 5, lines: int = 2, answer_on_ring: int = 1) -> Path:
     path = tmp_path / "branch.toml"
     table = "".join(f'[lines.{n}]\nnumber = "{n}00"\nflow = "main"\n' for n in range(1, lines + 1))
-    path.write_text(CONFIG.format(card=card, data=tmp_path / "data", max_failures=max_failures, lines=table),
+    path.write_text(CONFIG.format(card=card, data=tmp_path / "data", max_failures=max_failures, lines=table,
+                                  answer_on_ring=answer_on_ring),
                     encoding="utf-8")
     return path
 
 
 @contextlib.asynccontextmanager
-async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5, lines: int = 2):
-    cfg = load(write_config(tmp_path, sim.serial, max_failures, lines))
+async def branch(sim, tmp_path: Path, *, clock=WEEKDAY_10AM, max_failures: int = 5, lines: int = 2,
+                 answer_on_ring: int = 1):
+    cfg = load(write_config(tmp_path, sim.serial, max_failures, lines, answer_on_ring))
     node = Node(cfg, clock=lambda: clock)
     node.prompts = node.ivr.prompts = PromptLibrary(cfg, cache_dir=CACHE)
     ready = asyncio.Event()
@@ -245,6 +247,6 @@ async def wait_idle(node: Node, line: int = 1, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-# -- load: the shared load generator (simulator/load.py) walks this flow ---------------------------
+# -- load: the shared load generator (simulator/load.py) walks this flow (answering on ring 2) ------
 LOAD_FLOW = Flow(language_key="3", after_language="main.en", menu_key="1", account_prompt="account.en",
                  pin_prompt="pin.en", verified="ok.en", wrong="wrong.en")

@@ -13,12 +13,12 @@ from mpytest import eq, frames
 SYNC = bytes.fromhex("0380ff0105ca5d857200")  # written out: see test_wire.py
 
 
-def new(channels=8):
+def new(channels=8, baud=board.BAUD):
     machine.clear()
     clock.set(0)
     for ch in range(channels):
         machine.adc_values["LOOP" + str(ch)] = 30000
-    card = Card(channels=channels)
+    card = Card(channels=channels, baud=baud)
     return card, machine.uarts[0]
 
 
@@ -80,7 +80,8 @@ def _crcs_needing_a_long_int(data, first_seq):
 
 
 def test_frame_tick_allocates_nothing_but_the_crcs():
-    card, u = new(8)
+    # at 3 Mbaud the link has room for 3 copies of 8 lines (at 921,600 the card would send one)
+    card, u = new(8, baud=3000000)
     card.copies = 3  # two copies now and one a tick later: the redundancy path too
     rx = machine.i2s_units[board.I2S_RX]
     rx.rx_block = bytes((i * 7) & 0xFF for i in range(wire.FRAME_SAMPLES * 8))
@@ -142,3 +143,34 @@ def test_get_stats_sends_the_named_counters():
     eq((link[wire.LC_RX_FRAMES], link[wire.LC_RETRIES]), (1, 7), "link: rx_frames, retries")
     line1 = struct.unpack(wire.STATS, out[3][4])
     eq((line1[wire.CC_UNDERRUNS], line1[wire.CC_EVENTS_DROPPED]), (5, 2), "line 1: underruns, events_dropped")
+
+
+def _audio_per_tick(card, u, ticks):
+    # the card -> host audio frames of each of `ticks` frame ticks, as (channel, seq) in order
+    out = []
+    for _ in range(ticks):
+        u.take()
+        clock.advance(wire.FRAME_MS)
+        card.frame_tick(clock.ticks_ms())
+        out.append([(r[2], r[3]) for r in frames(u.take()) if r[1] == wire.T_AUDIO])
+    return out
+
+
+def test_caller_id_windows_never_overfill_the_link_with_copies():
+    # one call with the 6 copies the host asked for; then 7 on-hook lines open caller ID windows
+    # by themselves (a polarity reversal): 8 lines of 6 copies would be 3.5 times the link, so
+    # the card sends one copy until the windows close, whatever the host asked for
+    card, u = new(8)
+    u.room = len(u.txmem)
+    command(card, u, wire.BROADCAST, 1, wire.OP_REDUNDANCY, 6)
+    card.lines[0].hook(1)
+    ticks = _audio_per_tick(card, u, 2)
+    eq(ticks[1], [(0, 1)] * 5 + [(0, 0)], "one line: 5 copies now and the last one a tick later")
+    for ln in card.lines[1:]:
+        eq(ln.open_cid_window(clock.ticks_ms(), 60), wire.ST_OK, "window opened")
+    ticks = _audio_per_tick(card, u, 3)  # the 60 ms windows close on the third tick
+    eq(ticks[0], [(0, 2)] + [(ch, 0) for ch in range(1, 8)], "8 lines streaming: one copy each")
+    eq(ticks[1], [(0, 3)] + [(ch, 1) for ch in range(1, 8)], "and so on")
+    eq(card.copies, 6, "what the host asked for is kept (and reported in STATUS)")
+    eq(ticks[2], [(0, 4)] * 5 + [(0, 3)], "the windows closed: 6 copies again")
+    eq([ln.counters[wire.CC_AUDIO_UP] for ln in card.lines], [5] + [2] * 7, "frames made")
