@@ -9,6 +9,7 @@ and neither the connection nor the card notices. ``docs/simulator.md`` lists the
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import re
@@ -80,16 +81,18 @@ def _n(x: float) -> str:
 
 # -- field types ------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
-class Field:
+class Field(abc.ABC):
     default: Any = MISSING  # MISSING: a field left out stays out (or, if required, is refused)
     required: bool = False
     note: str = ""  # what the default, or the field, means (for the listing)
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """What a valid value is, for errors and the listing."""
 
+    @abc.abstractmethod
     def check(self, v: Any, name: str, ctx: Context) -> Any:
-        raise NotImplementedError
+        """``v`` as the op uses it, or raise :class:`RequestError` naming ``name``."""
 
     def refuse(self, v: Any, name: str) -> RequestError:
         return RequestError(name, f"must be {self.describe()}, not {_show(v)}")
