@@ -149,6 +149,7 @@ class SimCard:
                 if p._kind == "hook":
                     p.value(0)  # relays fall back on-hook when the MCU resets
             self.boots += 1
+            self.clock.pause_tracking()  # the boot's pause is not a stall of the firmware
             try:
                 self.firmware = Card(channels=self.channels, law_ulaw=self.law_ulaw, baud=self.baud)
                 self.firmware.run()

@@ -164,6 +164,9 @@ class ControlServer:
         return {
             "channels": c.channels, "baud": c.baud, "speed": c.clock.speed, "url": c.url, "boots": c.boots,
             "card_ms": round(c.clock.ms()),
+            # pauses of the firmware thread taken out of the card's clock (simulator/clock.py)
+            "clock": {"stalls": c.clock.stalls, "absorbed_ms": c.clock.absorbed_ms,
+                      "longest_stall_ms": c.clock.longest_stall_ms},
             "port": asdict(c.uart.counters), "faults": asdict(c.uart.faults),
             "lines": [{"line": ln.ch + 1, "offhook": ln.offhook, "ringing": ln.ring_start is not None,
                        "rings": ln.rings, "answered": ln.answered.is_set(), "pulses": ln.pulses,

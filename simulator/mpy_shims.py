@@ -57,7 +57,9 @@ def _sleep_ms(ms: int) -> None:
         time.sleep(ms / 1000.0)
         return
     b.check_reset()
+    b.clock.running()  # the loop ran: a stall since the last sleep is not the card's (clock.py)
     time.sleep(b.clock.real_seconds(ms))
+    b.clock.running()
 
 
 class Pin:
