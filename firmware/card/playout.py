@@ -7,8 +7,9 @@
 #   played           the seq take() returned (the echo reference sent up), or NO_SEQ
 #
 # Playout starts when PREFILL frames are queued. Then one frame is played per turn: a frame that
-# arrives after its turn is dropped as late, a turn whose frame is missing is silence (lost, or an
-# underrun when nothing at all is queued), more than DEPTH frames queued push the oldest out and
+# arrives after its turn is dropped as late, a turn whose frame is missing while later ones are
+# queued is silence and skipped (lost), a turn with nothing at all queued is silence and waits for
+# that frame (an underrun: the host fell behind; playout stretches), more than DEPTH frames queued push the oldest out and
 # playout moves on to the next one queued (overrun). After REPRIME_AFTER silent turns in a row, or a frame more than RESYNC away
 # from where playout is, the stream is taken to have stopped or restarted: buffering starts afresh.
 try:
@@ -123,17 +124,20 @@ class Playout:
         c = self.c
         s = self.head
         i = s & MASK
-        self.head = (s + 1) & 0xFFFF
         if self.tags[i] == s:
+            self.head = (s + 1) & 0xFFFF
             self.tags[i] = EMPTY
             self.count -= 1
             self.gap_run = 0
             self.played = s
             return self.slots[i]  # valid until a frame SLOTS later is put
         if self.count:
-            c[wire.CC_LOST] += 1  # this frame never arrived
+            c[wire.CC_LOST] += 1  # this frame never arrived: later ones did, skip it
+            self.head = (s + 1) & 0xFFFF
         else:
-            c[wire.CC_UNDERRUNS] += 1  # nothing queued at all
+            # nothing queued at all: the host fell behind. Wait for this very frame instead of
+            # moving on, or every frame the host sends when it catches up would be late
+            c[wire.CC_UNDERRUNS] += 1
         self.gap_run += 1
         if self.gap_run > c[wire.CC_LONGEST_GAP]:
             c[wire.CC_LONGEST_GAP] = self.gap_run

@@ -84,6 +84,20 @@ def test_missing_frame_is_silence_then_underrun():
     eq(c[wire.CC_UNDERRUNS], 1, "nothing queued at turn 5")
 
 
+def test_an_underrun_waits_for_the_host_instead_of_dropping_what_it_sends_next():
+    p, c = new()
+    for s in range(PREFILL):
+        p.put(s, frame(s))
+    eq(turns(p, PREFILL), list(range(PREFILL)), "played")
+    eq(turns(p, 4), [None] * 4, "the host stalled for four turns")
+    for s in range(PREFILL, PREFILL + 6):  # and catches up with a burst
+        p.put(s, frame(s))
+    eq(turns(p, 6), list(range(PREFILL, PREFILL + 6)), "nothing it sent is late")
+    eq(c[wire.CC_LATE] + c[wire.CC_LOST], 0, "nothing late or lost")
+    eq(c[wire.CC_UNDERRUNS], 4, "four underruns")
+    eq(c[wire.CC_LONGEST_GAP], 4, "the gap is the stall, no longer")
+
+
 def test_sequence_wraps_at_0xffff():
     p, c = new()
     seqs = [0xFFFD, 0xFFFE, 0xFFFF, 0, 1, 2]
