@@ -34,7 +34,9 @@ from .line import Board, Identity, Line, LinkStatus
 
 log = logging.getLogger("hal.linecard")
 
-MAX_CATCH_UP = 4  # frames sent at once when the card's clock jumped (a burst of lost frames)
+# frames sent at once when the card's clock jumped (a burst of lost frames): one per tick, up to
+# the card's playout depth (more would only push frames out of its buffer)
+MAX_CATCH_UP = 8
 
 
 class LineCardLine(Line):
