@@ -30,7 +30,7 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
                                     "same bytes. Board id and version come from firmware/card/board.py.")
     b.add_argument("image", help="the image file to write (replaced atomically)")
     b.add_argument("--security-counter", type=int, required=True,
-                   help="0..65535; the card refuses an image whose counter is lower than its own, so raise it "
+                   help="0..4294967295; the card refuses an image whose counter is lower than its own, so raise it "
                         "when an older version must no longer be installable")
     b.add_argument("--card-dir", type=Path, default=build.CARD_DIR, help="the card sources (default firmware/card)")
     b.add_argument("--cache", type=Path, help="where the micropython-lib archives are kept "

@@ -61,11 +61,12 @@ def board_bytes(board_id: str) -> bytes:
 
 
 def make(board_id: str, version: tuple[int, int, int], security_counter: int, payload: bytes) -> Image:
-    for v in version:
-        if not 0 <= v <= 255:
-            raise ImageError(f"version {'.'.join(map(str, version))}: each part is 0..255")
-    if not 0 <= security_counter <= 0xFFFF:
-        raise ImageError(f"security counter {security_counter}: 0..65535")
+    major, minor, patch = version
+    if not (0 <= major <= 0xFF and 0 <= minor <= 0xFF and 0 <= patch <= 0xFFFF):
+        raise ImageError(f"version {major}.{minor}.{patch}: major and minor are 0..255, patch 0..65535 "
+                         "(the header's fields); set FW_VERSION in firmware/card/board.py within them")
+    if not 0 <= security_counter <= 0xFFFFFFFF:
+        raise ImageError(f"security counter {security_counter}: 0..4294967295 (a u32 in the header)")
     board_bytes(board_id)
     return Image(Header(board_id, tuple(version), security_counter, len(payload), hashlib.sha256(payload).digest()),
                  payload)

@@ -104,6 +104,13 @@ def test_build_packs_every_card_module_and_the_pinned_logging(builds):
                                              "sha256": pin.sha256, "modules": ["logging/__init__.py"]}
 
 
+@pytest.mark.parametrize("version,counter,says", [((1, 256, 0), 1, "major and minor are 0..255"),
+                                                  ((1, 0, 0), -1, "security counter -1")])
+def test_header_fields_out_of_range_are_refused(version, counter, says):
+    with pytest.raises(ImageError, match=says):
+        container.make(BOARD, version, counter, b"")
+
+
 def test_header_is_the_cards_format(builds):
     img = builds[0]
     h = ih.unpack(bytes(img))
@@ -153,7 +160,7 @@ def refusals(signed: bytes, unsigned: bytes):
         ("truncated payload", signed[:ih.HEADER_LEN + 100], "deploy", BOARD, "truncated"),
         ("truncated signature", signed[:-10], "deploy", BOARD, "truncated"),
         ("flipped payload byte", _flip(signed, ih.HEADER_LEN + 500), "deploy", BOARD, "digest mismatch"),
-        ("changed header", _flip(signed, 14), "deploy", BOARD, "does not verify"),  # security counter
+        ("changed header", _flip(signed, 20), "deploy", BOARD, "does not verify"),  # security counter
         ("unsigned", unsigned, "deploy", BOARD, "unsigned"),
         ("bad magic", b"XXXX" + signed[4:], "deploy", BOARD, "bad magic"),
     ]
