@@ -50,8 +50,12 @@ class LogRing(logging.Handler):
 
 def attach(name="card", level=logging.INFO, slots=SLOTS, text=TEXT):
     # -> (the card's logger, its ring)
+    # one ring per logger: a card made again (a restart in the simulator) replaces its old ring;
+    # give each card in one process its own name (loggers live as long as the process)
     ring = LogRing(slots, text)
     log = logging.getLogger(name)
+    for old in [h for h in (log.handlers or ()) if isinstance(h, LogRing)]:
+        log.handlers.remove(old)
     log.setLevel(level)
     log.addHandler(ring)
     return log, ring

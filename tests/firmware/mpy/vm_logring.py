@@ -40,3 +40,10 @@ def test_slots_are_allocated_once():
         log.warning("e%d", i)
     eq(ring._buf is buf and len(buf) == 24, True, "the same 3 x 8-byte buffer after 50 events")
     eq([e[2] for e in ring.entries()], ["e47", "e48", "e49"], "the last three")
+
+
+def test_attaching_again_replaces_the_ring():
+    log, old = logring.attach("t_again", slots=2, text=8)
+    log2, ring = logring.attach("t_again", slots=2, text=8)
+    log2.warning("new")
+    eq((log2 is log, old.count, ring.entries()), (True, 0, [(0, logging.WARNING, "new")]), "only the new ring logs")
