@@ -56,7 +56,8 @@ def card_constants(card_dir: Path) -> tuple[str, tuple[int, int, int]]:
     try:
         tree = ast.parse(path.read_bytes())
     except (OSError, SyntaxError) as exc:
-        raise ImageError(f"{path}: cannot read the card's board id and version ({exc})") from None
+        raise ImageError(f"{path}: cannot read the card's board id and version ({exc}): give --card-dir the "
+                         "folder of the card's sources (firmware/card)") from None
     found = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):

@@ -45,6 +45,9 @@ def keygen(private: str | Path, public: str | Path | None = None, force: bool = 
     """A new key pair -> (private path, public path, fingerprint). Refuses to replace a file unless ``force``."""
     priv = Path(private)
     pub = Path(public) if public is not None else public_path_for(priv)
+    for p in (priv, pub):
+        if not p.parent.is_dir():
+            raise ImageError(f"{p.parent}: no such folder: create it first (`mkdir -m 700 {p.parent}` for keys)")
     if not force:
         for p in (priv, pub):
             if p.exists():
@@ -85,16 +88,19 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
 def load_private(path: str | Path) -> Ed25519PrivateKey:
     p = Path(path)
     data = _read(p, "private key")
-    if stat.S_IMODE(p.stat().st_mode) & 0o077:
-        raise ImageError(f"{p}: the private key can be read by others (mode {stat.S_IMODE(p.stat().st_mode):o}): "
-                         f"`chmod 600 {p}`, and treat the key as exposed if others really had access")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise ImageError(f"{p}: not an unencrypted PEM private key: give the file `nodectl image keygen` wrote") from None
+        hint = " (this is a public key: give the private key it was made with)" if b"PUBLIC KEY" in data else ""
+        raise ImageError(f"{p}: not an unencrypted PEM private key{hint}: give the file `nodectl image keygen` "
+                         "wrote") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ImageError(f"{p}: a {type(key).__name__}, images are signed with Ed25519: make a key with "
                          "`nodectl image keygen`")
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & 0o077:
+        raise ImageError(f"{p}: the private key can be read by others (mode {mode:o}): `chmod 600 {p}`, and treat "
+                         "the key as exposed if others really had access")
     return key
 
 

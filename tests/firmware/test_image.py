@@ -211,6 +211,16 @@ def test_keygen_refuses_to_overwrite_unless_forced(tmp_path):
     assert fp2 != fp and stat.S_IMODE(priv.stat().st_mode) == 0o600
 
 
+def test_key_files_mixed_up_or_misplaced_are_refused(tmp_path):
+    priv, pub, _ = sign.keygen(tmp_path / "k")
+    with pytest.raises(ImageError, match="this is a public key"):
+        sign.load_private(pub)
+    with pytest.raises(ImageError, match="this is a private key"):
+        sign.load_public(priv)
+    with pytest.raises(ImageError, match="no such folder"):
+        sign.keygen(tmp_path / "missing" / "k")
+
+
 def test_a_private_key_others_can_read_is_refused(tmp_path):
     priv, _, _ = sign.keygen(tmp_path / "k")
     priv.chmod(0o644)
