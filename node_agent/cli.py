@@ -15,7 +15,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import account_import
+from firmware.image import ImageError
+
+from . import account_import, cli_image
 from .auth import Authenticator, AuthError
 from .config import ConfigError, NodeConfig, card_problem, load
 from .daemon import Node, read_status
@@ -353,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = prsub.add_parser("export", parents=[common], help="write every prompt as WAV (NAME.LANG.wav) to listen to")
     ex.add_argument("folder")
     ex.add_argument("--language", action="append", help="only this language (repeatable; default all the callers hear)")
+    cli_image.add_parser(sub, common)
     return p
 
 
@@ -362,10 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "status": cmd_status, "accounts": cmd_accounts, "alarms": cmd_alarms,
-                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts}
+                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts, "image": cli_image.run}
     try:
         return handlers[args.cmd](args)
-    except (ConfigError, AuthError, StoreError, PromptError, UsageError) as exc:
+    except (ConfigError, AuthError, StoreError, PromptError, UsageError, ImageError) as exc:
         print(f"nodectl: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

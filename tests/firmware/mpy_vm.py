@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware.image import mplib
+
 ROOT = Path(__file__).resolve().parents[2]
 CARD = ROOT / "firmware" / "card"
 MPY_SIDE = Path(__file__).resolve().parent / "mpy"
@@ -64,8 +66,11 @@ class MicroPythonVM:
         threading.Thread(target=self._reader, args=(self._proc, self._lines), daemon=True).start()
         files = {f"/lib/card/{p.name}": p.read_text() for p in sorted(CARD.glob("*.py"))}
         files |= {f"/lib/{p.name}": p.read_text() for p in sorted(MPY_SIDE.glob("*.py"))}
+        # the pinned micropython-lib modules the image packs, found before the VM's own frozen ones
+        files |= {f"/lib/{m}": src.decode() for r in mplib.resolve() for m, src in r.sources.items()}
         self._request({"op": "files", "files": files}, START_S)
-        res = self._request({"op": "exec", "code": "import fake_time\nfake_time.install()\n"}, START_S)
+        setup = "import sys\nsys.path.remove('/lib')\nsys.path.insert(0, '/lib')\nimport fake_time\nfake_time.install()\n"
+        res = self._request({"op": "exec", "code": setup}, START_S)
         if not res.get("ok"):
             raise VMUnavailable(f"the MicroPython VM did not start: {res.get('error')}")
 
