@@ -8,7 +8,7 @@ except ImportError:  # CPython (the simulator)
     def const(x):
         return x
 
-from . import board, wire
+from . import board, logring, wire
 from .highway import Highway
 from .line import FxoLine
 from .link import CardLink
@@ -41,6 +41,11 @@ class Card:
         self.boot_id = (time.ticks_us() ^ (self.hw.uid[-1] << 8)) & 0xFFFF
         self.started = time.ticks_ms()
         self.lag_skips = 0
+        # the card's last events, kept in RAM (logring.py); one logger per card, so a reboot of a
+        # simulated card replaces its ring
+        self.log, self.ring = logring.attach("card.%02x%02x" % (self.hw.uid[-2], self.hw.uid[-1]))
+        self.log.info("boot %04x fw %d.%d.%d", self.boot_id, board.FW_VERSION[0], board.FW_VERSION[1],
+                      board.FW_VERSION[2])
 
     def emit(self, ch, code, value):
         body = struct.pack(wire.EVENT, code, value, time.ticks_ms() & 0xFFFFFFFF)
@@ -81,6 +86,7 @@ class Card:
             return
         if op == wire.OP_RESET:
             self.link.ack(seq, st)
+            self.log.warning("reset asked by the host")
             self.hw.reset()
             return
         if op == wire.OP_REDUNDANCY:
@@ -123,6 +129,7 @@ class Card:
                 self.link.ack(seq, wire.ST_OK)
             elif ftype == wire.T_SYNC:
                 self.link.reset_session()
+                self.log.info("host sync")
                 self.hello()
                 for ln in self.lines:
                     self.emit(ln.ch, wire.EV_LINE_STATE, ln.state_bits())
@@ -170,6 +177,7 @@ class Card:
                 next_frame = time.ticks_add(next_frame, wire.FRAME_MS)
                 if time.ticks_diff(now, next_frame) > MAX_LAG_FRAMES * wire.FRAME_MS:
                     self.lag_skips += 1  # far behind (a stall): restart the clock, do not burst
+                    self.log.warning("lag skip %d", self.lag_skips)
                     next_frame = time.ticks_add(now, wire.FRAME_MS)
             if time.ticks_diff(now, next_status) >= 0:
                 self.status(now)
