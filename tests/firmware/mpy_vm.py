@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = ROOT / "firmware" / "card"
+SIM_FLASH = ROOT / "simulator" / "flash.py"
 MPY_SIDE = Path(__file__).resolve().parent / "mpy"
 RUNNER = Path(__file__).resolve().parent / "mpy_vm.mjs"
 PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
@@ -64,6 +65,7 @@ class MicroPythonVM:
         threading.Thread(target=self._reader, args=(self._proc, self._lines), daemon=True).start()
         files = {f"/lib/card/{p.name}": p.read_text() for p in sorted(CARD.glob("*.py"))}
         files |= {f"/lib/{p.name}": p.read_text() for p in sorted(MPY_SIDE.glob("*.py"))}
+        files["/lib/sim_flash.py"] = SIM_FLASH.read_text()  # the simulator's NOR model runs on both
         self._request({"op": "files", "files": files}, START_S)
         res = self._request({"op": "exec", "code": "import fake_time\nfake_time.install()\n"}, START_S)
         if not res.get("ok"):

@@ -1,0 +1,269 @@
+# The card's updater (card/updater.py) on the simulator's NOR flash model (sim_flash, the same
+# file as simulator/flash.py): a whole update, a power cut at every single flash operation of
+# one, trial boots that revert, and every refusal leaving the running slot as it was.
+import binascii
+import hashlib
+
+from card import bootmeta as bm
+from card import image_header as ih
+from card import updater as up
+from mpytest import eq
+from sim_flash import NorFlash, PowerCut
+
+BOARD = b"BNLC-8FX"
+BLOCK = 256
+WRITE = 8
+PAYLOAD = 4000  # image N+1: 64 + 4000 bytes, 16 blocks of 256 (the exhaustive test's size)
+SLOT_BLOCKS = 16
+CHUNK = 96  # not a divisor of the block: chunks cross block boundaries
+
+
+def image(version, security, n=PAYLOAD, seed=1, board=BOARD, digest=None):
+    payload = bytes((i * 7 + seed * 31 + (i >> 5)) & 0xFF for i in range(n))
+    return ih.pack(board, version, security, n, digest or hashlib.sha256(payload).digest()) + payload
+
+
+OLD = image((1, 0, 0), 1, 1500, seed=3)
+NEW = image((1, 1, 0), 2)
+
+
+def new_flash():
+    return NorFlash((bm.FIRST_SLOT_BLOCK + 2 * SLOT_BLOCKS) * BLOCK, BLOCK, WRITE)
+
+
+def factory(flash, img):
+    # what the programmer does at the factory: image N in slot 0, no metadata
+    base = bm.Layout(flash).slot_addr[0]
+    for b in range((len(img) + BLOCK - 1) // BLOCK):
+        flash.erase(base // BLOCK + b)
+    n = (len(img) + WRITE - 1) // WRITE * WRITE
+    flash.write(base, img + b"\xff" * (n - len(img)))
+
+
+def power_on(flash, watchdog=False):
+    # a boot: RAM is new, only the flash is kept
+    u = up.Updater(flash, BOARD)
+    return u, u.boot(watchdog)
+
+
+def slot_bytes(u, slot, n):
+    return u.flash.read(u.layout.slot_addr[slot], n)
+
+
+def send(u, img, chunk=CHUNK, trace=None):
+    # the host's side: begin, the chunks from where the card says, finish
+    eq(u.begin(img[:ih.HEADER_LEN]), up.OK, "begin")
+    off = u.next_offset
+    while off < len(img):
+        c = img[off:off + chunk]
+        if trace is not None:
+            trace[0] = off
+        eq(u.chunk(off, c, binascii.crc32(c)), up.OK, "chunk at " + str(off))
+        off += len(c)
+    if trace is not None:
+        trace[0] = len(img)
+    return u.finish()
+
+
+def card_n():
+    f = new_flash()
+    factory(f, OLD)
+    u, slot = power_on(f)
+    eq(slot, 0, "a factory card boots slot 0")
+    return f, u
+
+
+def test_whole_update_trial_boot_and_confirm():
+    f, u = card_n()
+    eq(u.state(0), bm.CONFIRMED, "the factory image is confirmed on its first boot")
+    eq(send(u, NEW), up.OK, "finish")
+    eq(u.state(1), bm.PENDING, "the received slot is pending")
+    u, slot = power_on(f)
+    eq((slot, u.state(1)), (1, bm.TRIAL), "the next boot is a trial of slot 1")
+    eq(u.confirm(), up.OK, "confirm")
+    u, slot = power_on(f)
+    eq((slot, u.state(1), u.meta.active), (1, bm.CONFIRMED, 1), "confirmed: slot 1 boots from now on")
+    eq(slot_bytes(u, 1, len(NEW)), NEW, "slot 1 holds N+1")
+    eq(slot_bytes(u, 0, len(OLD)), OLD, "slot 0 still holds N")
+    eq(u.header(1)[ih.H_MINOR], 1, "N+1's version")
+    eq(u.meta.security, 2, "the card's security counter is N+1's")
+    eq(u.begin(OLD[:ih.HEADER_LEN]), up.E_DOWNGRADE, "now N (counter 1) is a downgrade")
+
+
+def update(flash, trace):
+    # one whole update from a booted card running N: transfer, pending, trial boot, confirm
+    u, _ = power_on(flash)
+    eq(send(u, NEW, trace=trace), up.OK, "finish")
+    trace[0] = -1
+    u, slot = power_on(flash)
+    eq(slot, 1, "trial boot")
+    eq(u.confirm(), up.OK, "confirm")
+
+
+def complete(flash):
+    # after a reboot, what `nodectl flash` does again: look at the card, finish what is left
+    u, slot = power_on(flash)
+    if slot == 1 and u.state(1) == bm.CONFIRMED:
+        return u
+    if slot != 1:
+        eq(send(u, NEW), up.OK, "resumed finish")
+        u, slot = power_on(flash)
+    eq((slot, u.state(1)), (1, bm.TRIAL), "trial after the resumed update")
+    eq(u.confirm(), up.OK, "confirm after the resumed update")
+    return u
+
+
+def expected_resume(at):
+    # where the card resumes after a cut while chunk `at` was on its way (-1: after the transfer)
+    done = at - at % BLOCK
+    return done if done > ih.HEADER_LEN else ih.HEADER_LEN
+
+
+def test_power_cut_at_every_flash_operation_of_an_update():
+    f0, _ = card_n()
+    probe = f0.copy()
+    update(probe, [0])
+    total = probe.ops
+    kinds = {}
+    for k in range(1, total + 1):
+        f = f0.copy()
+        f.cut_at = k
+        trace = [None]  # image offset of the chunk in flight (len: finishing, -1: after finish)
+        try:
+            update(f, trace)
+        except PowerCut as cut:
+            eq(cut.op, k, "the cut came at the chosen operation")
+            kinds[cut.kind] = kinds.get(cut.kind, 0) + 1
+        else:
+            raise AssertionError(f"no power cut at operation {k} of {total}")
+        u, slot = power_on(f)
+        if slot == 0:
+            eq(slot_bytes(u, 0, len(OLD)), OLD, f"cut {k}: boots N")
+        else:
+            eq(slot, 1, f"cut {k}: boots a slot")
+            eq(slot_bytes(u, 1, len(NEW)), NEW, f"cut {k}: boots N+1")
+        if slot == 0 and trace[0] is not None and trace[0] >= 0 and u.state(1) == bm.RECEIVING:
+            eq(u.begin(NEW[:ih.HEADER_LEN]), up.OK, f"cut {k}: resume")
+            eq(u.next_offset, expected_resume(trace[0]), f"cut {k} at image offset {trace[0]}: resumes at")
+        u = complete(f)
+        u, slot = power_on(f)
+        eq((slot, u.state(1), u.state(0)), (1, bm.CONFIRMED, bm.CONFIRMED), f"cut {k}: updated")
+        eq(slot_bytes(u, 1, len(NEW)), NEW, f"cut {k}: slot 1 holds N+1")
+        eq(slot_bytes(u, 0, len(OLD)), OLD, f"cut {k}: slot 0 still holds N")
+    eq(kinds.get("erase", 0) + kinds.get("write", 0), total, "every operation was cut once")
+    print("power-cut points:", total, "erases:", kinds.get("erase"), "writes:", kinds.get("write"),
+          "image bytes:", len(NEW), "flash:", f0.size, "block:", BLOCK, "write size:", WRITE)
+
+
+def test_trial_not_confirmed_reverts_after_its_boots():
+    f, u = card_n()
+    eq(send(u, NEW), up.OK, "finish")
+    for i in range(up.TRIAL_BOOTS):
+        u, slot = power_on(f)
+        eq((slot, u.state(1)), (1, bm.TRIAL), f"trial boot {i + 1} runs N+1")
+    u, slot = power_on(f)
+    eq((slot, u.state(1), u.meta.last_reason, u.meta.reverted_slot), (0, bm.REVERTED, bm.REV_NOT_CONFIRMED, 1),
+       f"not confirmed within {up.TRIAL_BOOTS} boots: back to N, and why")
+    eq(u.confirm(), up.E_NOT_TRIAL, "N is not a trial to confirm")
+    u, slot = power_on(f)
+    eq((slot, u.state(1)), (0, bm.REVERTED), "it stays reverted")
+
+
+def test_watchdog_reset_in_trial_reverts():
+    f, u = card_n()
+    eq(send(u, NEW), up.OK, "finish")
+    u, slot = power_on(f)
+    eq(slot, 1, "trial")
+    u, slot = power_on(f, watchdog=True)
+    eq((slot, u.state(1), u.meta.last_reason), (0, bm.REVERTED, bm.REV_WATCHDOG), "watchdog in trial: N")
+
+
+def test_failed_self_test_reverts():
+    f, u = card_n()
+    eq(send(u, NEW), up.OK, "finish")
+    u, slot = power_on(f)
+    eq(u.reject(), up.OK, "the self-test failed")
+    u, slot = power_on(f)
+    eq((slot, u.state(1), u.meta.last_reason), (0, bm.REVERTED, bm.REV_SELF_TEST), "self-test failed: N")
+    eq(send(u, NEW), up.OK, "the same image can be sent again after a revert")
+
+
+def _refused_untouched(img, code, what):
+    f, u = card_n()
+    before = bytes(f.data)
+    ops = f.ops
+    eq(u.begin(img[:ih.HEADER_LEN]), code, what)
+    eq(f.ops, ops, what + ": nothing written")
+    eq(bytes(f.data), before, what + ": flash byte-identical")
+    eq(u.chunk(ih.HEADER_LEN, img[64:160], binascii.crc32(img[64:160])), up.E_NOT_RECEIVING, what + ": no chunk")
+
+
+def test_refusals_before_anything_is_written():
+    _refused_untouched(image((1, 1, 0), 0), up.E_DOWNGRADE, "a lower security counter")
+    _refused_untouched(image((1, 1, 0), 2, board=b"OTHER-01"), up.E_BOARD, "another board's image")
+    _refused_untouched(b"\x00" * 64, up.E_HEADER, "not an image")
+    _refused_untouched(image((1, 1, 0), 2, n=SLOT_BLOCKS * BLOCK), up.E_TOO_BIG, "bigger than a slot")
+
+
+def test_bad_digest_is_refused_and_the_running_slot_untouched():
+    f, u = card_n()
+    running = slot_bytes(u, 0, SLOT_BLOCKS * BLOCK)
+    bad = image((1, 1, 0), 2, digest=b"\x5a" * 32)
+    eq(send(u, bad), up.E_DIGEST, "bad digest")
+    eq(u.state(1), bm.RECEIVING, "not pending")
+    eq(slot_bytes(u, 0, SLOT_BLOCKS * BLOCK), running, "running slot byte-identical")
+    u, slot = power_on(f)
+    eq((slot, u.state(1)), (0, bm.RECEIVING), "the next boot runs N")
+    eq(u.begin(bad[:ih.HEADER_LEN]), up.OK, "begin again")
+    eq(u.next_offset, ih.HEADER_LEN, "a bad digest starts the transfer over")
+
+
+def test_bad_chunk_crc_is_refused_and_the_good_one_taken():
+    f, u = card_n()
+    running = slot_bytes(u, 0, SLOT_BLOCKS * BLOCK)
+    eq(u.begin(NEW[:ih.HEADER_LEN]), up.OK, "begin")
+    c = NEW[64:160]
+    ops = f.ops
+    eq(u.chunk(64, c, binascii.crc32(c) ^ 1), up.E_CHUNK_CRC, "a corrupted chunk")
+    eq((u.next_offset, f.ops), (64, ops), "nothing written for it")
+    eq(u.chunk(160, NEW[160:256], binascii.crc32(NEW[160:256])), up.E_OFFSET, "a chunk past a gap")
+    eq(u.chunk(64, c, binascii.crc32(c)), up.OK, "the chunk sent again")
+    eq(u.chunk(64, c, binascii.crc32(c)), up.OK, "a duplicate is acknowledged")
+    eq(u.next_offset, 160, "and taken once")
+    eq(u.chunk(160, NEW[160:165], binascii.crc32(NEW[160:165])), up.E_CHUNK_SIZE, "not a write unit")
+    eq(slot_bytes(u, 0, SLOT_BLOCKS * BLOCK), running, "running slot byte-identical")
+
+
+def test_a_cut_link_resumes_at_the_last_good_chunk():
+    f, u = card_n()
+    eq(u.begin(NEW[:ih.HEADER_LEN]), up.OK, "begin")
+    for off in range(64, 64 + 5 * CHUNK, CHUNK):
+        eq(u.chunk(off, NEW[off:off + CHUNK], binascii.crc32(NEW[off:off + CHUNK])), up.OK, "chunk")
+    eq(u.begin(NEW[:ih.HEADER_LEN]), up.OK, "begin again after the link came back")
+    eq(u.next_offset, 64 + 5 * CHUNK, "resumes at the last good chunk")
+    u, _ = power_on(f)
+    eq(u.begin(NEW[:ih.HEADER_LEN]), up.OK, "begin after a reboot")
+    eq(u.next_offset, (64 + 5 * CHUNK) // BLOCK * BLOCK, "resumes at the last whole block")
+    eq(send(u, NEW), up.OK, "and completes")
+
+
+def test_no_update_while_a_trial_runs():
+    f, u = card_n()
+    eq(send(u, NEW), up.OK, "finish")
+    u, _ = power_on(f)
+    eq(u.begin(image((1, 2, 0), 2)[:64]), up.E_IN_TRIAL, "confirm or revert first")
+
+
+def test_torn_metadata_write_keeps_the_older_copy():
+    f, u = card_n()
+    seq = u.meta.seq
+    u.meta.states[1] = bm.PENDING
+    f.cut_at = f.ops + 2  # the write after the erase of the other copy
+    try:
+        u.meta.save()
+    except PowerCut:
+        pass
+    else:
+        raise AssertionError("no cut")
+    m = bm.Meta(f, bm.Layout(f))
+    eq((m.load(), m.seq, m.states[1]), (True, seq, bm.EMPTY), "the older record wins")
