@@ -4,10 +4,18 @@ simulated card's power cycle."""
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+
 import pytest
 
+from firmware.card import image_header
+from firmware.card.bootmeta import CONFIRMED, RECEIVING, TRIAL
 from firmware.card.flash import FlashError
+from firmware.card.updater import OK, Updater
 from simulator.flash import NorFlash, PowerCut
+
+BOARD = b"BNLC-8FX"
 
 
 def chip(path=None) -> NorFlash:
@@ -110,3 +118,52 @@ def test_copy_is_the_same_chip_with_fresh_counters():
         g.write(0, b"12345678")
     g.erase(0)
     assert f.read(0, 8) == b"12345678"
+
+
+def _image(minor: int, n: int) -> bytes:
+    payload = bytes((i * 13 + minor) & 0xFF for i in range(n))
+    return image_header.pack(BOARD, (1, minor, 0), minor, n, hashlib.sha256(payload).digest()) + payload
+
+
+def _power_on(path) -> tuple[NorFlash, Updater, int]:
+    f = NorFlash(64 * 256, 256, 8, path)
+    u = Updater(f, BOARD)
+    return f, u, u.boot()
+
+
+def test_an_update_cut_by_power_resumes_from_the_card_flash_file(tmp_path):
+    """The card's updater (run here under CPython, as the simulator runs it) on a file-backed
+    flash: after a power cut mid-transfer and a new process, it resumes from what the file kept."""
+    path = tmp_path / "card0.flash"
+    old, new = _image(0, 3000), _image(1, 6000)
+    f = NorFlash(64 * 256, 256, 8, path)
+    base = Updater(f, BOARD).layout.slot_addr[0]
+    for b in range(len(old) // 256 + 1):
+        f.erase(base // 256 + b)
+    f.write(base, old + b"\xff" * (-len(old) % 8))
+    f.close()
+
+    f, u, slot = _power_on(path)
+    assert slot == 0 and u.begin(new[:64]) == OK
+    f.cut_at = f.ops + 40  # well into the transfer
+    off = u.next_offset
+    with pytest.raises(PowerCut):
+        while True:
+            assert u.chunk(off, new[off:off + 128], binascii.crc32(new[off:off + 128])) == OK
+            off += 128
+    f.close()
+
+    f, u, slot = _power_on(path)
+    assert slot == 0 and u.state(1) == RECEIVING
+    assert u.begin(new[:64]) == OK
+    assert u.next_offset == off - off % 256 > 64  # the last whole block before the cut
+    for off in range(u.next_offset, len(new), 128):
+        assert u.chunk(off, new[off:off + 128], binascii.crc32(new[off:off + 128])) == OK
+    assert u.finish() == OK
+    f.close()
+    f, u, slot = _power_on(path)
+    assert (slot, u.state(1)) == (1, TRIAL) and u.confirm() == OK
+    f.close()
+    f, u, slot = _power_on(path)
+    assert (slot, u.state(1), u.state(0)) == (1, CONFIRMED, CONFIRMED)
+    assert f.read(u.layout.slot_addr[1], len(new)) == new and f.read(base, len(old)) == old
