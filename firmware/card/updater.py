@@ -11,7 +11,7 @@
 # again; the block the cut hit may hold a torn write and is erased again). After a cut link
 # without a reboot it resumes at the last good chunk (next_offset, in RAM).
 #
-# Every call returns a result code (OK or one of the E_* below), carried on the wire as is.
+# Every call returns a result code (OK or one of the E_* below), the wire's IR_* codes.
 import binascii
 import hashlib
 import struct
@@ -23,6 +23,7 @@ except ImportError:  # CPython (the simulator)
         return x
 
 from . import image_header as ih
+from . import wire
 from .bootmeta import (
     CONFIRMED,
     EMPTY,
@@ -40,26 +41,24 @@ from .bootmeta import (
 )
 from .flash import FlashError
 
-OK = const(0)
-E_HEADER = const(1)  # not an image header this card reads (magic, format, size)
-E_BOARD = const(2)  # the image is for another board
-E_DOWNGRADE = const(3)  # its security counter is lower than the card's
-E_TOO_BIG = const(4)  # header + payload do not fit in a slot
-E_CHUNK_CRC = const(5)  # the chunk's CRC-32 does not match its bytes: send it again
-E_OFFSET = const(6)  # not the offset the card expects (next_offset): send from there
-E_CHUNK_SIZE = const(7)  # empty, longer than the chunk buffer, past the end, or not a multiple of the write size
-E_DIGEST = const(8)  # the payload's SHA-256 is not the header's: the transfer starts over
-E_NOT_RECEIVING = const(9)  # no transfer begun since this boot
-E_INCOMPLETE = const(10)  # finish before every byte arrived
-E_IN_TRIAL = const(11)  # a trial is running: confirm or revert it before a new image
-E_FLASH = const(12)  # the flash driver failed an operation
-E_NOT_TRIAL = const(13)  # confirm/reject while the running slot is not a trial
-E_NO_IMAGE = const(14)  # the card has no valid image to run (or boot() was not called)
-RESULT_NAMES = ("ok", "bad header", "wrong board", "downgrade", "too big", "chunk crc", "wrong offset",
-                "bad chunk size", "bad digest", "not receiving", "incomplete", "trial running", "flash error",
-                "not in trial", "no image")
+# result codes: the wire's (wire.IR_*), so the host reads them as they are
+OK = wire.IR_OK
+E_HEADER = wire.IR_HEADER  # not an image header this card reads (magic, format, size)
+E_BOARD = wire.IR_BOARD  # the image is for another board
+E_DOWNGRADE = wire.IR_DOWNGRADE  # its security counter is lower than the card's
+E_TOO_BIG = wire.IR_TOO_BIG  # header + payload do not fit in a slot
+E_CHUNK_CRC = wire.IR_CHUNK_CRC  # the chunk's CRC-32 does not match its bytes: send it again
+E_OFFSET = wire.IR_OFFSET  # not the offset the card expects (next_offset): send from there
+E_CHUNK_SIZE = wire.IR_CHUNK_SIZE  # empty, too long, past the end, or not a multiple of the write size
+E_DIGEST = wire.IR_DIGEST  # the payload's SHA-256 is not the header's: the transfer starts over
+E_NOT_RECEIVING = wire.IR_NOT_RECEIVING  # no transfer begun since this boot
+E_INCOMPLETE = wire.IR_INCOMPLETE  # finish before every byte arrived
+E_IN_TRIAL = wire.IR_IN_TRIAL  # a trial is running: confirm or revert it before a new image
+E_FLASH = wire.IR_FLASH  # the flash driver failed an operation
+E_NOT_TRIAL = wire.IR_NOT_TRIAL  # confirm/reject while the running slot is not a trial
+E_NO_IMAGE = wire.IR_NO_IMAGE  # the card has no valid image to run (or boot() was not called)
 
-TRIAL_BOOTS = const(3)  # boots a trial gets to confirm itself (RAU C/U-Boot boot counting)
+TRIAL_BOOTS = const(3)  # boots a trial gets to confirm itself (RAUC / U-Boot boot counting)
 CHUNK_MAX = const(512)  # longest chunk accepted
 READ_BUF = const(256)  # reading a slot back for its digest, in pieces
 INVERT = const(0xFFFFFFFF)
