@@ -3,11 +3,13 @@
 # one, trial boots that revert, and every refusal leaving the running slot as it was.
 import binascii
 import hashlib
+import struct
 
 from card import bootmeta as bm
 from card import image_header as ih
 from card import updater as up
-from mpytest import eq
+from card import wire
+from mpytest import eq, frames
 from sim_flash import NorFlash, PowerCut
 
 BOARD = b"BNLC-8FX"
@@ -267,3 +269,76 @@ def test_torn_metadata_write_keeps_the_older_copy():
         raise AssertionError("no cut")
     m = bm.Meta(f, bm.Layout(f))
     eq((m.load(), m.seq, m.states[1]), (True, seq, bm.EMPTY), "the older record wins")
+
+
+def _card_with_updater():
+    import machine
+    from card.app import Card
+    from fake_time import clock
+
+    machine.clear()
+    clock.set(0)
+    for ch in range(2):
+        machine.adc_values["LOOP" + str(ch)] = 30000
+    f, u = card_n()
+    return f, u, Card(channels=2, updater=u), machine.uarts[0], clock
+
+
+def _image_frame(seq, op, offset=0, data=b"", crc=None):
+    body = struct.pack(wire.IMAGE, op, offset, binascii.crc32(data) if crc is None else crc) + data
+    return wire.encode(wire.T_IMAGE, wire.BROADCAST, seq, body)
+
+
+def _acks(u):
+    return [(r[3], struct.unpack(wire.IMAGE_ACK, r[4])) for r in frames(u.take()) if r[1] == wire.T_IMAGE_ACK]
+
+
+def test_an_image_over_the_card_protocol_is_served_after_the_audio():
+    f, upd, card, uart, clock = _card_with_updater()
+    uart.feed(_image_frame(1, wire.IMG_BEGIN, data=NEW[:64]))
+    card.handle(card.link.poll(), clock.ticks_ms())
+    eq(card.image_rx.count, 1, "queued, not served while handling frames")
+    while card.image_rx.service():
+        pass
+    eq(_acks(uart), [(1, (wire.IMG_BEGIN, wire.IR_OK, 64))], "BEGIN answered with where to send from")
+    seq, off = 2, 64
+    while off < len(NEW):
+        # the host keeps several chunks in flight; the card queues them all before writing any
+        window = []
+        for _ in range(4):
+            if off >= len(NEW):
+                break
+            data = NEW[off:off + wire.IMAGE_DATA_MAX]
+            uart.feed(_image_frame(seq, wire.IMG_CHUNK, off, data))
+            window.append((seq, off + len(data)))
+            seq += 1
+            off += len(data)
+        ops = f.ops
+        card.handle(card.link.poll(), clock.ticks_ms())
+        eq(f.ops, ops, "no flash operation while the frames are handled")
+        card.frame_tick(clock.ticks_ms())  # the audio goes on between them
+        while card.image_rx.service():
+            pass
+        eq(_acks(uart), [(s, (wire.IMG_CHUNK, wire.IR_OK, o)) for s, o in window], "each chunk answered")
+    uart.feed(_image_frame(seq, wire.IMG_CHUNK, 64, NEW[64:72], crc=1))
+    uart.feed(_image_frame(seq + 1, wire.IMG_FINISH))
+    uart.feed(_image_frame(seq + 2, 9))
+    card.handle(card.link.poll(), clock.ticks_ms())
+    while card.image_rx.service():
+        pass
+    eq(_acks(uart), [(seq, (wire.IMG_CHUNK, wire.IR_CHUNK_CRC, len(NEW))), (seq + 1, (wire.IMG_FINISH, wire.IR_OK, len(NEW))),
+                     (seq + 2, (9, wire.IR_UNKNOWN_OP, len(NEW)))], "a damaged chunk, FINISH, an unknown op")
+    u, slot = power_on(f)
+    eq((slot, u.state(1)), (1, bm.TRIAL), "the image sent over the protocol boots as a trial")
+    eq(slot_bytes(u, 1, len(NEW)), NEW, "byte for byte")
+
+
+def test_image_frames_past_the_queue_are_dropped_for_the_host_to_resend():
+    f, upd, card, uart, clock = _card_with_updater()
+    for s in range(12):
+        uart.feed(_image_frame(s, wire.IMG_BEGIN, data=NEW[:64]))
+    card.handle(card.link.poll(), clock.ticks_ms())
+    eq((card.image_rx.count, card.image_rx.dropped), (8, 4), "eight queued, the rest dropped")
+    while card.image_rx.service():
+        pass
+    eq([a[0] for a in _acks(uart)], list(range(8)), "the queued ones answered in order")
