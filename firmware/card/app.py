@@ -181,7 +181,7 @@ class Card:
                 next_status = time.ticks_add(now, STATUS_MS)
                 host_ok = time.ticks_diff(now, self.link.last_rx) < HOST_TIMEOUT_MS
                 self.status_led.value(((now // 500) & 1) if host_ok else ((now // 100) & 1))
-            if self.image_rx.count and time.ticks_diff(next_frame, time.ticks_ms()) > IMAGE_SLACK_MS:
+            if self.image_rx.waiting() and time.ticks_diff(next_frame, time.ticks_ms()) > IMAGE_SLACK_MS:
                 self.image_rx.service()
             self.link.service(now)
             wdt.feed()

@@ -10,9 +10,10 @@ except ImportError:  # CPython (the simulator)
         return x
 
 from . import wire
+from .image_header import HEADER_LEN
+from .updater import CHECKING
 
 DEPTH = const(8)  # frames the host may have in flight; one more is dropped (the host resends it)
-IMAGE_HEADER_LEN = const(64)  # image_header.HEADER_LEN
 
 
 class ImageReceiver:
@@ -25,6 +26,7 @@ class ImageReceiver:
         self.head = 0
         self.count = 0
         self.dropped = 0
+        self.finish_seq = -1  # the FINISH whose check goes on (answered when it ends)
         self.ack_buf = bytearray(struct.calcsize(wire.IMAGE_ACK))
 
     def take(self, seq, body):
@@ -40,8 +42,19 @@ class ImageReceiver:
         self.seqs[i] = seq
         self.count += 1
 
+    def waiting(self):
+        # something to serve: a queued frame, or a FINISH's check to continue
+        return self.count or self.finish_seq >= 0
+
     def service(self):
-        # serve the oldest queued frame -> True if there was one
+        # one piece of work: continue a FINISH's check, or serve the oldest queued frame
+        # -> True if there was something to do
+        if self.finish_seq >= 0:
+            res = self.updater.finish_step()
+            if res != CHECKING:
+                self._answer(wire.IMG_FINISH, res, self.finish_seq)
+                self.finish_seq = -1
+            return True
         if not self.count:
             return False
         i = self.head
@@ -56,11 +69,18 @@ class ImageReceiver:
         elif op == wire.IMG_CHUNK:
             res = up.chunk(offset, data, crc)
         elif op == wire.IMG_BEGIN:
-            res = up.begin(data) if len(data) == IMAGE_HEADER_LEN else wire.IR_HEADER
+            res = up.begin(data) if len(data) == HEADER_LEN else wire.IR_HEADER
         elif op == wire.IMG_FINISH:
-            res = up.finish()
+            res = up.finish_start()
+            if res == CHECKING:  # the digest is checked a piece per pass, the answer comes after
+                self.finish_seq = self.seqs[i]
+                return True
         else:
             res = wire.IR_UNKNOWN_OP
-        struct.pack_into(wire.IMAGE_ACK, self.ack_buf, 0, op, res, up.next_offset if up is not None else 0)
-        self.send(wire.T_IMAGE_ACK, wire.BROADCAST, self.seqs[i], self.ack_buf)
+        self._answer(op, res, self.seqs[i])
         return True
+
+    def _answer(self, op, res, seq):
+        up = self.updater
+        struct.pack_into(wire.IMAGE_ACK, self.ack_buf, 0, op, res, up.next_offset if up is not None else 0)
+        self.send(wire.T_IMAGE_ACK, wire.BROADCAST, seq, self.ack_buf)

@@ -61,6 +61,8 @@ E_NO_IMAGE = wire.IR_NO_IMAGE  # the card has no valid image to run (or boot() w
 TRIAL_BOOTS = const(3)  # boots a trial gets to confirm itself (RAUC / U-Boot boot counting)
 CHUNK_MAX = const(512)  # longest chunk accepted
 READ_BUF = const(256)  # reading a slot back for its digest, in pieces
+FINISH_STEP = const(1024)  # bytes finish_step() checks per call (a fraction of a millisecond's work)
+CHECKING = const(-1)  # finish_start()/finish_step(): the check goes on, call finish_step() again
 INVERT = const(0xFFFFFFFF)
 
 
@@ -84,6 +86,11 @@ class Updater:
         self._buf = bytearray(READ_BUF)
         self._pad = bytearray(self.layout.write_size)
         self._entry = bytearray(self.layout.entry_len)
+        self.finishing = False  # finish_start() began a check that finish_step() continues
+        self._chk_want = b""
+        self._chk_addr = 0
+        self._chk_left = 0
+        self._chk_hash = None
         self.meta.load()
 
     # -- boot ------------------------------------------------------------------------------------
@@ -237,6 +244,7 @@ class Updater:
             self._journaled = resume
         self.target = t
         self.next_offset = resume
+        self.finishing = False
         return OK
 
     def _scan_journal(self):
@@ -311,27 +319,49 @@ class Updater:
 
     def finish(self):
         # every byte is in: check the payload's digest (and again board and counter), then the
-        # slot is pending: the next boot tries it
+        # slot is pending: the next boot tries it. -> the result code (blocks for the check)
+        res = self.finish_start()
+        while res < 0:
+            res = self.finish_step(READ_BUF)
+        return res
+
+    def finish_start(self):
+        # finish() in pieces, for a card that must keep its audio going: -> CHECKING, then call
+        # finish_step() (one piece each) until it returns the result; or a result code now
         t = self.target
         if t < 0:
             return E_NOT_RECEIVING
         if self.next_offset != self.image_len:
             return E_INCOMPLETE
+        if not self.check_start(t):
+            return self._finished(False)
+        self.finishing = True
+        return CHECKING
+
+    def finish_step(self, budget=FINISH_STEP):
+        if not self.finishing:
+            return E_NOT_RECEIVING
+        ok = self.check_step(budget)
+        if ok is None:
+            return CHECKING
+        self.finishing = False
+        return self._finished(ok)
+
+    def _finished(self, ok):
+        t = self.target
+        self.target = -1
         try:
-            if not self.image_ok(t):
+            if not ok:
                 # what arrived is not the image: the next begin starts from the first byte
                 self.flash.erase(self.layout.journal_addr // self.layout.block_size)
                 self._journal_next = 0
-                self.target = -1
                 return E_DIGEST
             if self._security(t) < self.meta.security:
-                self.target = -1
                 return E_DOWNGRADE
             self.meta.states[t] = PENDING
             self.meta.save()
         except FlashError:
             return E_FLASH
-        self.target = -1
         return OK
 
     # -- reading slots ---------------------------------------------------------------------------
@@ -349,23 +379,39 @@ class Updater:
 
     def image_ok(self, slot):
         # the slot holds a whole image for this board whose payload matches its SHA-256
+        if not self.check_start(slot):
+            return False
+        ok = None
+        while ok is None:
+            ok = self.check_step(READ_BUF)
+        return ok
+
+    def check_start(self, slot):
+        # start checking a slot's image piece by piece (check_step); -> False if its header
+        # is not one for this board and slot
         h = self.header(slot)
-        if h is None or h[ih.H_BOARD] != self.board_id:
+        if h is None or h[ih.H_BOARD] != self.board_id or ih.HEADER_LEN + h[ih.H_LENGTH] > self.layout.slot_size:
             return False
-        n = h[ih.H_LENGTH]
-        if ih.HEADER_LEN + n > self.layout.slot_size:
-            return False
-        addr = self.layout.slot_addr[slot] + ih.HEADER_LEN
-        d = hashlib.sha256()
-        buf = self._buf
-        mv = memoryview(buf)
-        while n > 0:
-            k = n if n < len(buf) else len(buf)
-            self.flash.read(addr, mv[:k])
-            d.update(mv[:k])
-            addr += k
-            n -= k
-        return d.digest() == h[ih.H_SHA256]
+        self._chk_want = h[ih.H_SHA256]
+        self._chk_addr = self.layout.slot_addr[slot] + ih.HEADER_LEN
+        self._chk_left = h[ih.H_LENGTH]
+        self._chk_hash = hashlib.sha256()
+        return True
+
+    def check_step(self, budget):
+        # read and hash up to `budget` more bytes -> None while some are left, else whether the
+        # payload matched the header's SHA-256
+        mv = memoryview(self._buf)
+        while budget > 0 and self._chk_left > 0:
+            k = self._chk_left if self._chk_left < len(mv) else len(mv)
+            self.flash.read(self._chk_addr, mv[:k])
+            self._chk_hash.update(mv[:k])
+            self._chk_addr += k
+            self._chk_left -= k
+            budget -= k
+        if self._chk_left > 0:
+            return None
+        return self._chk_hash.digest() == self._chk_want
 
     def state(self, slot):
         return self.meta.states[slot]
