@@ -21,22 +21,20 @@ except ImportError:  # CPython (the simulator)
     def const(x):
         return x
 
-# slot states
-EMPTY = const(0)
-RECEIVING = const(1)  # an image is arriving; the slot holds nothing bootable
-PENDING = const(2)  # received and checked; the next boot tries it
-TRIAL = const(3)  # booted, not yet confirmed by its self-test
-CONFIRMED = const(4)  # confirmed (the active slot, or the previous image kept to fall back on)
-REVERTED = const(5)  # tried and given up; last_reason says why
-STATE_NAMES = ("empty", "receiving", "pending", "trial", "confirmed", "reverted")
+from . import wire
 
-# why a trial was reverted
-REV_NONE = const(0)
-REV_NOT_CONFIRMED = const(1)  # not confirmed within the trial's boots
-REV_WATCHDOG = const(2)  # the trial's last boot ended in a watchdog reset
-REV_SELF_TEST = const(3)  # the new firmware's self-test failed (it asked for the revert)
-REV_BAD_IMAGE = const(4)  # the slot no longer held a valid image when it was to boot
-REVERT_NAMES = ("none", "not confirmed", "watchdog reset", "self-test failed", "bad image")
+# slot states and revert reasons: the wire's (the card reports them in SLOTS)
+EMPTY = wire.SLOT_EMPTY
+RECEIVING = wire.SLOT_RECEIVING  # an image is arriving; the slot holds nothing bootable
+PENDING = wire.SLOT_PENDING  # received and checked; the next boot tries it
+TRIAL = wire.SLOT_TRIAL  # booted, not yet confirmed by its self-test
+CONFIRMED = wire.SLOT_CONFIRMED  # confirmed (the active slot, or the previous image kept to fall back on)
+REVERTED = wire.SLOT_REVERTED  # tried and given up; last_reason says why
+REV_NONE = wire.REV_NONE
+REV_NOT_CONFIRMED = wire.REV_NOT_CONFIRMED  # not confirmed within the trial's boots
+REV_WATCHDOG = wire.REV_WATCHDOG  # the trial's last boot ended in a watchdog reset
+REV_SELF_TEST = wire.REV_SELF_TEST  # the new firmware's self-test failed (it asked for the revert)
+REV_BAD_IMAGE = wire.REV_BAD_IMAGE  # the slot no longer held a valid image when it was to boot
 
 MAGIC = const(0x4D444E42)  # b"BNDM" read as a little-endian u32
 RECORD = "<IIBBBBBBHI"  # magic, seq, active, state 0, state 1, boots left, last reason,

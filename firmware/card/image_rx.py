@@ -10,7 +10,7 @@ except ImportError:  # CPython (the simulator)
         return x
 
 from . import wire
-from .image_header import HEADER_LEN
+from .image_header import H_MAJOR, H_MINOR, H_PATCH, H_SECURITY, HEADER_LEN
 from .updater import CHECKING
 
 DEPTH = const(8)  # frames the host may have in flight; one more is dropped (the host resends it)
@@ -28,6 +28,7 @@ class ImageReceiver:
         self.dropped = 0
         self.finish_seq = -1  # the FINISH whose check goes on (answered when it ends)
         self.ack_buf = bytearray(struct.calcsize(wire.IMAGE_ACK))
+        self.slots_buf = bytearray(struct.calcsize(wire.SLOTS))
 
     def take(self, seq, body):
         # queue one IMAGE frame (the deframer checked its length)
@@ -70,6 +71,9 @@ class ImageReceiver:
             res = up.chunk(offset, data, crc)
         elif op == wire.IMG_BEGIN:
             res = up.begin(data) if len(data) == HEADER_LEN else wire.IR_HEADER
+        elif op == wire.IMG_STATUS:
+            self._slots(self.seqs[i])
+            return True
         elif op == wire.IMG_FINISH:
             res = up.finish_start()
             if res == CHECKING:  # the digest is checked a piece per pass, the answer comes after
@@ -84,3 +88,16 @@ class ImageReceiver:
         up = self.updater
         struct.pack_into(wire.IMAGE_ACK, self.ack_buf, 0, op, res, up.next_offset if up is not None else 0)
         self.send(wire.T_IMAGE_ACK, wire.BROADCAST, seq, self.ack_buf)
+
+    def _slots(self, seq):
+        # what `nodectl card info` shows: which slot runs, each slot's state and version, the last revert
+        up = self.updater
+        m = up.meta
+        v = []
+        for slot in (0, 1):
+            h = up.header(slot)
+            v.append((m.states[slot], h[H_MAJOR], h[H_MINOR], h[H_PATCH], h[H_SECURITY]) if h else
+                     (m.states[slot], 0, 0, 0, 0))
+        struct.pack_into(wire.SLOTS, self.slots_buf, 0, up.running, m.active, m.boots_left, m.last_reason,
+                         m.reverted_slot, *v[0], *v[1])
+        self.send(wire.T_SLOTS, wire.BROADCAST, seq, self.slots_buf)

@@ -27,6 +27,7 @@ T_EVENT = const(0x03)
 T_STATUS = const(0x04)
 T_STATS = const(0x05)
 T_IMAGE_ACK = const(0x06)
+T_SLOTS = const(0x07)
 T_AUDIO = const(0x10)  # both ways
 T_SYNC = const(0x80)
 T_CMD = const(0x81)
@@ -46,6 +47,9 @@ CMD = "<Bhh"  # op, arg1, arg2 (+ digits for PULSE_DIAL)
 AUDIO_UP = "<H"  # echo reference: the host seq this card played in the same 20 ms, or NO_SEQ
 IMAGE = "<BII"  # image op, image offset, CRC-32 of the data (+ up to IMAGE_DATA_MAX data bytes)
 IMAGE_ACK = "<BBI"  # the op answered, its result (IR_*), the image offset the card expects next
+SLOTS = "<bBBBBBBBBIBBBBI"  # running slot (-1: none), active slot, trial boots left, last revert reason
+#   (REV_*), reverted slot (0xFF: none), then for slot 0 and slot 1: state (SLOT_*), version major,
+#   minor, patch, security counter (all 0 without a readable header)
 
 BODY_LEN = {
     T_HELLO: struct.calcsize(HELLO),
@@ -54,6 +58,7 @@ BODY_LEN = {
     T_STATUS: struct.calcsize(STATUS),
     T_STATS: struct.calcsize(STATS),
     T_IMAGE_ACK: struct.calcsize(IMAGE_ACK),
+    T_SLOTS: struct.calcsize(SLOTS),
     T_SYNC: 0,
 }
 CMD_LEN = struct.calcsize(CMD)
@@ -117,6 +122,24 @@ OP_CID_WINDOW = const(9)  # arg1: ms to stream on-hook audio for caller ID (0 cl
 IMG_BEGIN = const(1)  # data: the image's 64-byte header; the card starts or resumes receiving it
 IMG_CHUNK = const(2)  # offset, CRC-32 and data: the image's bytes at that offset
 IMG_FINISH = const(3)  # every byte sent: the card checks the image and marks it pending
+IMG_STATUS = const(4)  # the card answers with SLOTS instead (same seq)
+
+# Slot states (SLOTS state), kept by the card's updater (firmware/card/bootmeta.py)
+SLOT_EMPTY = const(0)
+SLOT_RECEIVING = const(1)  # an image is arriving; nothing bootable
+SLOT_PENDING = const(2)  # received and checked; the next boot tries it
+SLOT_TRIAL = const(3)  # booted, not yet confirmed by its self-test
+SLOT_CONFIRMED = const(4)  # the active image, or the previous one kept to fall back on
+SLOT_REVERTED = const(5)  # tried and given up (the last revert reason says why)
+SLOT_NAMES = ("empty", "receiving", "pending", "trial", "confirmed", "reverted")
+
+# Revert reasons (SLOTS last revert reason)
+REV_NONE = const(0)
+REV_NOT_CONFIRMED = const(1)  # not confirmed within the trial's boots
+REV_WATCHDOG = const(2)  # the trial's last boot ended in a watchdog reset
+REV_SELF_TEST = const(3)  # the new firmware's self-test failed
+REV_BAD_IMAGE = const(4)  # the slot no longer held a valid image when it was to boot
+REV_NAMES = ("none", "not confirmed", "watchdog reset", "self-test failed", "bad image")
 
 # Image results (IMAGE_ACK result): the card's updater's codes (firmware/card/updater.py)
 IR_OK = const(0)

@@ -32,6 +32,8 @@ def documented(rows: list[dict[str, str]], value: str, name: str = "name") -> di
     ("Commands (`CMD` op)", "state", "LED_"),
     ("Image transfer (`IMAGE` op)", "op", "IMG_"),
     ("Image results (`IMAGE_ACK` result)", "code", "IR_"),
+    ("Slot states (`SLOTS` state)", "state", "SLOT_"),
+    ("Revert reasons (`SLOTS` reason)", "reason", "REV_"),
 ])
 def test_each_code_table_is_the_wire_format(heading, first, prefix):
     codes = {k: v for k, v in defined(prefix).items() if not k.endswith("_MS")}  # a duration is no code
@@ -97,7 +99,7 @@ def test_sizes_and_timing_are_the_wire_constants():
     for name, value in doc.items():
         assert getattr(wire, name, None) == value, f"{name}: the doc says {value}, wire.py {getattr(wire, name, None)}"
     # every other integer constant of wire.py is in that table
-    tabled = ("T_", "OP_", "EV_", "ST_", "CAP_", "LC_", "CC_", "E_", "LED_", "IMG_", "IR_")
+    tabled = ("T_", "OP_", "EV_", "ST_", "CAP_", "LC_", "CC_", "E_", "LED_", "IMG_", "IR_", "SLOT_", "REV_")
     rest = {k for k, v in vars(wire).items() if k.isupper() and isinstance(v, int)
             and not k.startswith(tabled) and k != "OK"} | {"LED_BLINK_MS"}
     assert rest <= set(doc), f"not documented: {sorted(rest - set(doc))}"

@@ -271,7 +271,7 @@ def test_torn_metadata_write_keeps_the_older_copy():
     eq((m.load(), m.seq, m.states[1]), (True, seq, bm.EMPTY), "the older record wins")
 
 
-def _card_with_updater():
+def _card_with_updater(f=None, u=None):
     import machine
     from card.app import Card
     from fake_time import clock
@@ -280,8 +280,34 @@ def _card_with_updater():
     clock.set(0)
     for ch in range(2):
         machine.adc_values["LOOP" + str(ch)] = 30000
-    f, u = card_n()
+    if f is None:
+        f, u = card_n()
     return f, u, Card(channels=2, updater=u), machine.uarts[0], clock
+
+
+def _slots(card, uart, seq):
+    uart.feed(_image_frame(seq, wire.IMG_STATUS))
+    card.handle(card.link.poll(), 0)
+    while card.image_rx.service():
+        pass
+    got = [r for r in frames(uart.take()) if r[1] == wire.T_SLOTS]
+    eq([r[3] for r in got], [seq], "one SLOTS answer with the STATUS seq")
+    return struct.unpack(wire.SLOTS, got[0][4])
+
+
+def test_slots_report_what_runs_each_version_and_the_last_revert():
+    f, u, card, uart, _ = _card_with_updater()
+    eq(_slots(card, uart, 5), (0, 0, 0, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
+                               wire.SLOT_EMPTY, 0, 0, 0, 0), "a factory card")
+    eq(send(u, NEW), up.OK, "finish")
+    u, slot = power_on(f)
+    f, u, card, uart, _ = _card_with_updater(f, u)
+    eq(_slots(card, uart, 6), (1, 0, up.TRIAL_BOOTS - 1, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
+                               wire.SLOT_TRIAL, 1, 1, 0, 2), "N+1 on trial")
+    u, slot = power_on(f, watchdog=True)
+    f, u, card, uart, _ = _card_with_updater(f, u)
+    eq(_slots(card, uart, 7), (0, 0, up.TRIAL_BOOTS - 1, wire.REV_WATCHDOG, 1, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
+                               wire.SLOT_REVERTED, 1, 1, 0, 2), "reverted to N by a watchdog reset, and it says so")
 
 
 def _image_frame(seq, op, offset=0, data=b"", crc=None):
