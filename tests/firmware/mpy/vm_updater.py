@@ -375,3 +375,19 @@ def test_image_frames_past_the_queue_are_dropped_for_the_host_to_resend():
     while card.image_rx.service():
         pass
     eq([a[0] for a in _acks(uart)], list(range(8)), "the queued ones answered in order")
+
+
+def test_a_card_without_an_updater_says_so():
+    import machine
+    from card.app import Card
+
+    machine.clear()
+    card = Card(channels=1)
+    uart = machine.uarts[0]
+    uart.feed(_image_frame(3, wire.IMG_BEGIN, data=NEW[:64]))
+    uart.feed(_image_frame(4, wire.IMG_STATUS))
+    card.handle(card.link.poll(), 0)
+    while card.image_rx.service():
+        pass
+    eq(_acks(uart), [(3, (wire.IMG_BEGIN, wire.IR_NO_IMAGE, 0)), (4, (wire.IMG_STATUS, wire.IR_NO_IMAGE, 0))],
+       "every image op answered NO_IMAGE")
