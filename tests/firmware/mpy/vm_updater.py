@@ -29,16 +29,17 @@ OLD = image((1, 0, 0), 1, 1500, seed=3)
 NEW = image((1, 1, 0), 2)
 
 
-def new_flash():
-    return NorFlash((bm.FIRST_SLOT_BLOCK + 2 * SLOT_BLOCKS) * BLOCK, BLOCK, WRITE)
+def new_flash(block=BLOCK, write=WRITE, slot_blocks=SLOT_BLOCKS):
+    return NorFlash((bm.FIRST_SLOT_BLOCK + 2 * slot_blocks) * block, block, write)
 
 
 def factory(flash, img):
     # what the programmer does at the factory: image N in slot 0, no metadata
     base = bm.Layout(flash).slot_addr[0]
-    for b in range((len(img) + BLOCK - 1) // BLOCK):
-        flash.erase(base // BLOCK + b)
-    n = (len(img) + WRITE - 1) // WRITE * WRITE
+    bs, ws = flash.block_size, flash.write_size
+    for b in range((len(img) + bs - 1) // bs):
+        flash.erase(base // bs + b)
+    n = (len(img) + ws - 1) // ws * ws
     flash.write(base, img + b"\xff" * (n - len(img)))
 
 
@@ -67,8 +68,8 @@ def send(u, img, chunk=CHUNK, trace=None):
     return u.finish()
 
 
-def card_n():
-    f = new_flash()
+def card_n(block=BLOCK, write=WRITE, slot_blocks=SLOT_BLOCKS):
+    f = new_flash(block, write, slot_blocks)
     factory(f, OLD)
     u, slot = power_on(f)
     eq(slot, 0, "a factory card boots slot 0")
@@ -92,39 +93,40 @@ def test_whole_update_trial_boot_and_confirm():
     eq(u.begin(OLD[:ih.HEADER_LEN]), up.E_DOWNGRADE, "now N (counter 1) is a downgrade")
 
 
-def update(flash, trace):
+def update(flash, trace, chunk):
     # one whole update from a booted card running N: transfer, pending, trial boot, confirm
     u, _ = power_on(flash)
-    eq(send(u, NEW, trace=trace), up.OK, "finish")
+    eq(send(u, NEW, chunk, trace), up.OK, "finish")
     trace[0] = -1
     u, slot = power_on(flash)
     eq(slot, 1, "trial boot")
     eq(u.confirm(), up.OK, "confirm")
 
 
-def complete(flash):
+def complete(flash, chunk):
     # after a reboot, what `nodectl flash` does again: look at the card, finish what is left
     u, slot = power_on(flash)
     if slot == 1 and u.state(1) == bm.CONFIRMED:
         return u
     if slot != 1:
-        eq(send(u, NEW), up.OK, "resumed finish")
+        eq(send(u, NEW, chunk), up.OK, "resumed finish")
         u, slot = power_on(flash)
     eq((slot, u.state(1)), (1, bm.TRIAL), "trial after the resumed update")
     eq(u.confirm(), up.OK, "confirm after the resumed update")
     return u
 
 
-def expected_resume(at):
-    # where the card resumes after a cut while chunk `at` was on its way (-1: after the transfer)
-    done = at - at % BLOCK
+def expected_resume(at, block):
+    # where the card resumes after a cut while the chunk at image offset `at` was on its way
+    done = at - at % block
     return done if done > ih.HEADER_LEN else ih.HEADER_LEN
 
 
-def test_power_cut_at_every_flash_operation_of_an_update():
-    f0, _ = card_n()
+def every_cut(block, write, chunk, slot_blocks):
+    # cut power at each single erase and write of one whole update -> how many there were
+    f0, _ = card_n(block, write, slot_blocks)
     probe = f0.copy()
-    update(probe, [0])
+    update(probe, [0], chunk)
     total = probe.ops
     kinds = {}
     for k in range(1, total + 1):
@@ -132,7 +134,7 @@ def test_power_cut_at_every_flash_operation_of_an_update():
         f.cut_at = k
         trace = [None]  # image offset of the chunk in flight (len: finishing, -1: after finish)
         try:
-            update(f, trace)
+            update(f, trace, chunk)
         except PowerCut as cut:
             eq(cut.op, k, "the cut came at the chosen operation")
             kinds[cut.kind] = kinds.get(cut.kind, 0) + 1
@@ -146,15 +148,25 @@ def test_power_cut_at_every_flash_operation_of_an_update():
             eq(slot_bytes(u, 1, len(NEW)), NEW, f"cut {k}: boots N+1")
         if slot == 0 and trace[0] is not None and trace[0] >= 0 and u.state(1) == bm.RECEIVING:
             eq(u.begin(NEW[:ih.HEADER_LEN]), up.OK, f"cut {k}: resume")
-            eq(u.next_offset, expected_resume(trace[0]), f"cut {k} at image offset {trace[0]}: resumes at")
-        u = complete(f)
+            eq(u.next_offset, expected_resume(trace[0], block), f"cut {k} at image offset {trace[0]}: resumes at")
+        u = complete(f, chunk)
         u, slot = power_on(f)
         eq((slot, u.state(1), u.state(0)), (1, bm.CONFIRMED, bm.CONFIRMED), f"cut {k}: updated")
         eq(slot_bytes(u, 1, len(NEW)), NEW, f"cut {k}: slot 1 holds N+1")
         eq(slot_bytes(u, 0, len(OLD)), OLD, f"cut {k}: slot 0 still holds N")
     eq(kinds.get("erase", 0) + kinds.get("write", 0), total, "every operation was cut once")
     print("power-cut points:", total, "erases:", kinds.get("erase"), "writes:", kinds.get("write"),
-          "image bytes:", len(NEW), "flash:", f0.size, "block:", BLOCK, "write size:", WRITE)
+          "image bytes:", len(NEW), "flash:", f0.size, "block:", block, "write size:", write)
+    return total
+
+
+def test_power_cut_at_every_flash_operation_of_an_update():
+    every_cut(BLOCK, WRITE, CHUNK, SLOT_BLOCKS)
+
+
+def test_power_cut_at_every_flash_operation_with_32_byte_writes():
+    # a flash that programs 32 bytes at a time: the record and the journal entries are padded
+    every_cut(512, 32, 160, 8)
 
 
 def test_trial_not_confirmed_reverts_after_its_boots():
