@@ -10,6 +10,7 @@ except ImportError:  # CPython (the simulator)
 
 from . import board, logring, wire
 from .highway import Highway
+from .image_rx import ImageReceiver
 from .line import FxoLine
 from .link import CardLink
 
@@ -17,13 +18,14 @@ STATUS_MS = const(250)
 HOST_TIMEOUT_MS = const(2000)
 WATCHDOG_MS = const(2000)
 MAX_LAG_FRAMES = const(5)
+IMAGE_SLACK_MS = const(5)  # an IMAGE frame is served only when the next audio tick is further away
 
 CAPS = (wire.CAP_PULSE_DIAL | wire.CAP_POLARITY | wire.CAP_LOOP_CURRENT | wire.CAP_CALLER_ID
         | wire.CAP_GAIN | wire.CAP_REDUNDANCY)
 
 
 class Card:
-    def __init__(self, hw=None, channels=board.CHANNELS, law_ulaw=True, baud=board.BAUD):
+    def __init__(self, hw=None, channels=board.CHANNELS, law_ulaw=True, baud=board.BAUD, updater=None):
         self.hw = hw or board.Hardware()
         self.channels = channels
         self.law_ulaw = law_ulaw
@@ -46,6 +48,7 @@ class Card:
         self.log, self.ring = logring.attach("card.%02x%02x" % (self.hw.uid[-2], self.hw.uid[-1]))
         self.log.info("boot %04x fw %d.%d.%d", self.boot_id, board.FW_VERSION[0], board.FW_VERSION[1],
                       board.FW_VERSION[2])
+        self.image_rx = ImageReceiver(updater, self.link.send)  # updater: card/updater.py, after boot()
 
     def emit(self, ch, code, value):
         body = struct.pack(wire.EVENT, code, value, time.ticks_ms() & 0xFFFFFFFF)
@@ -125,6 +128,8 @@ class Card:
                     self.lines[ch].audio_from_host(seq, body)
             elif ftype == wire.T_CMD:
                 self.command(ch, seq, body, now)
+            elif ftype == wire.T_IMAGE:
+                self.image_rx.take(seq, body)  # served after the audio (run)
             elif ftype == wire.T_ACK:  # a retried command seen before: acknowledge again
                 self.link.ack(seq, wire.ST_OK)
             elif ftype == wire.T_SYNC:
@@ -184,6 +189,8 @@ class Card:
                 next_status = time.ticks_add(now, STATUS_MS)
                 host_ok = time.ticks_diff(now, self.link.last_rx) < HOST_TIMEOUT_MS
                 self.status_led.value(((now // 500) & 1) if host_ok else ((now // 100) & 1))
+            if self.image_rx.waiting() and time.ticks_diff(next_frame, time.ticks_ms()) > IMAGE_SLACK_MS:
+                self.image_rx.service()
             self.link.service(now)
             wdt.feed()
             time.sleep_ms(1)

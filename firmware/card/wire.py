@@ -26,9 +26,12 @@ T_ACK = const(0x02)  # both ways
 T_EVENT = const(0x03)
 T_STATUS = const(0x04)
 T_STATS = const(0x05)
+T_IMAGE_ACK = const(0x06)
+T_SLOTS = const(0x07)
 T_AUDIO = const(0x10)  # both ways
 T_SYNC = const(0x80)
 T_CMD = const(0x81)
+T_IMAGE = const(0x82)  # a firmware image in chunks (docs/firmware-update.md)
 
 HEADER = "<BBH"
 HEADER_LEN = const(4)
@@ -42,6 +45,11 @@ STATUS = "<IBBB"  # uptime ms, off-hook bits, ringing bits, audio copies
 STATS = "<8I"  # 8 counters (names below), header channel = line or BROADCAST for the link
 CMD = "<Bhh"  # op, arg1, arg2 (+ digits for PULSE_DIAL)
 AUDIO_UP = "<H"  # echo reference: the host seq this card played in the same 20 ms, or NO_SEQ
+IMAGE = "<BII"  # image op, image offset, CRC-32 of the data (+ up to IMAGE_DATA_MAX data bytes)
+IMAGE_ACK = "<BBI"  # the op answered, its result (IR_*), the image offset the card expects next
+SLOTS = "<bBBBBBBBBIBBBBI"  # running slot (-1: none), active slot, trial boots left, last revert reason
+#   (REV_*), reverted slot (0xFF: none), then for slot 0 and slot 1: state (SLOT_*), version major,
+#   minor, patch, security counter (all 0 without a readable header)
 
 BODY_LEN = {
     T_HELLO: struct.calcsize(HELLO),
@@ -49,10 +57,14 @@ BODY_LEN = {
     T_EVENT: struct.calcsize(EVENT),
     T_STATUS: struct.calcsize(STATUS),
     T_STATS: struct.calcsize(STATS),
+    T_IMAGE_ACK: struct.calcsize(IMAGE_ACK),
+    T_SLOTS: struct.calcsize(SLOTS),
     T_SYNC: 0,
 }
 CMD_LEN = struct.calcsize(CMD)
 MAX_DIGITS = const(32)
+IMAGE_LEN = const(9)  # an IMAGE body without data
+IMAGE_DATA_MAX = const(152)  # data in one IMAGE frame: fits MAX_PAYLOAD, a multiple of 8 (flash writes)
 AUDIO_UP_LEN = const(162)
 AUDIO_DOWN_LEN = const(160)
 MAX_PAYLOAD = const(HEADER_LEN + AUDIO_UP_LEN + CRC_LEN)
@@ -105,6 +117,51 @@ OP_GET_STATS = const(6)  # replies with STATS frames
 OP_REDUNDANCY = const(7)  # arg1: copies of each card->host audio frame (1..MAX_COPIES)
 OP_RESET = const(8)  # reboot the card
 OP_CID_WINDOW = const(9)  # arg1: ms to stream on-hook audio for caller ID (0 closes)
+
+# Image ops (IMAGE body op); each is answered by an IMAGE_ACK with the same seq
+IMG_BEGIN = const(1)  # data: the image's 64-byte header; the card starts or resumes receiving it
+IMG_CHUNK = const(2)  # offset, CRC-32 and data: the image's bytes at that offset
+IMG_FINISH = const(3)  # every byte sent: the card checks the image and marks it pending
+IMG_STATUS = const(4)  # the card answers with SLOTS instead (same seq)
+
+# Slot states (SLOTS state), kept by the card's updater (firmware/card/bootmeta.py)
+SLOT_EMPTY = const(0)
+SLOT_RECEIVING = const(1)  # an image is arriving; nothing bootable
+SLOT_PENDING = const(2)  # received and checked; the next boot tries it
+SLOT_TRIAL = const(3)  # booted, not yet confirmed by its self-test
+SLOT_CONFIRMED = const(4)  # the active image, or the previous one kept to fall back on
+SLOT_REVERTED = const(5)  # tried and given up (the last revert reason says why)
+SLOT_NAMES = ("empty", "receiving", "pending", "trial", "confirmed", "reverted")
+
+# Revert reasons (SLOTS last revert reason)
+REV_NONE = const(0)
+REV_NOT_CONFIRMED = const(1)  # not confirmed within the trial's boots
+REV_WATCHDOG = const(2)  # the trial's last boot ended in a watchdog reset
+REV_SELF_TEST = const(3)  # the new firmware's self-test failed
+REV_BAD_IMAGE = const(4)  # the slot no longer held a valid image when it was to boot
+REV_NAMES = ("none", "not confirmed", "watchdog reset", "self-test failed", "bad image")
+
+# Image results (IMAGE_ACK result): the card's updater's codes (firmware/card/updater.py)
+IR_OK = const(0)
+IR_HEADER = const(1)
+IR_BOARD = const(2)
+IR_DOWNGRADE = const(3)
+IR_TOO_BIG = const(4)
+IR_CHUNK_CRC = const(5)
+IR_OFFSET = const(6)
+IR_CHUNK_SIZE = const(7)
+IR_DIGEST = const(8)
+IR_NOT_RECEIVING = const(9)
+IR_INCOMPLETE = const(10)
+IR_IN_TRIAL = const(11)
+IR_FLASH = const(12)
+IR_NOT_TRIAL = const(13)
+IR_NO_IMAGE = const(14)
+IR_UNKNOWN_OP = const(15)
+IR_NAMES = ("ok", "not a firmware image header", "image for another board", "security counter lower than the card's",
+            "image bigger than a slot", "chunk CRC mismatch", "unexpected offset", "bad chunk size",
+            "payload digest mismatch", "no transfer begun", "transfer incomplete", "a trial is running",
+            "flash error", "not running a trial", "no valid image on the card", "unknown image op")
 
 # LED states (OP_LED arg1). The card keeps the state it was given until told otherwise; AUTO (the
 # state after boot) lets the card show the line: on while off-hook, blinking while it rings.
@@ -256,6 +313,8 @@ def body_ok(ftype, n):
         return n == AUDIO_UP_LEN or n == AUDIO_DOWN_LEN
     if ftype == T_CMD:
         return CMD_LEN <= n <= CMD_LEN + MAX_DIGITS
+    if ftype == T_IMAGE:
+        return IMAGE_LEN <= n <= IMAGE_LEN + IMAGE_DATA_MAX
     want = BODY_LEN.get(ftype)
     if want is None:
         return None

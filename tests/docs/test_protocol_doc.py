@@ -30,6 +30,10 @@ def documented(rows: list[dict[str, str]], value: str, name: str = "name") -> di
     ("Status codes (`ACK` body)", "code", "ST_"),
     ("Capabilities (`HELLO` caps bits)", "bit", "CAP_"),
     ("Commands (`CMD` op)", "state", "LED_"),
+    ("Image transfer (`IMAGE` op)", "op", "IMG_"),
+    ("Image results (`IMAGE_ACK` result)", "code", "IR_"),
+    ("Slot states (`SLOTS` state)", "state", "SLOT_"),
+    ("Revert reasons (`SLOTS` reason)", "reason", "REV_"),
 ])
 def test_each_code_table_is_the_wire_format(heading, first, prefix):
     codes = {k: v for k, v in defined(prefix).items() if not k.endswith("_MS")}  # a duration is no code
@@ -51,13 +55,17 @@ def test_frame_types_and_their_bodies():
         elif name == "CMD":
             assert code(r["body"]) == wire.CMD
             assert size == f"{wire.CMD_LEN}–{wire.CMD_LEN + wire.MAX_DIGITS}", r
+        elif name == "IMAGE":
+            assert code(r["body"]) == wire.IMAGE and struct.calcsize(wire.IMAGE) == wire.IMAGE_LEN
+            assert size == f"{wire.IMAGE_LEN}–{wire.IMAGE_LEN + wire.IMAGE_DATA_MAX}", r
         elif name == "SYNC":
             assert size == "0" and wire.BODY_LEN[ftype] == 0
         else:
             assert code(r["body"]) == getattr(wire, name), r  # the layout is named after the type
             assert size == str(struct.calcsize(getattr(wire, name))) == str(wire.BODY_LEN[ftype]), r
         # the receiver takes exactly that length, and refuses one byte more or less
-        lengths = range(wire.CMD_LEN, wire.CMD_LEN + wire.MAX_DIGITS + 1) if name == "CMD" else [int(size)]
+        variable = {"CMD": (wire.CMD_LEN, wire.MAX_DIGITS), "IMAGE": (wire.IMAGE_LEN, wire.IMAGE_DATA_MAX)}
+        lengths = range(variable[name][0], sum(variable[name]) + 1) if name in variable else [int(size)]
         for n in lengths:
             assert wire.body_ok(ftype, n), (name, n)
         if name != "AUDIO":  # AUDIO takes both directions' lengths, 2 apart
@@ -91,7 +99,7 @@ def test_sizes_and_timing_are_the_wire_constants():
     for name, value in doc.items():
         assert getattr(wire, name, None) == value, f"{name}: the doc says {value}, wire.py {getattr(wire, name, None)}"
     # every other integer constant of wire.py is in that table
-    tabled = ("T_", "OP_", "EV_", "ST_", "CAP_", "LC_", "CC_", "E_", "LED_")
+    tabled = ("T_", "OP_", "EV_", "ST_", "CAP_", "LC_", "CC_", "E_", "LED_", "IMG_", "IR_", "SLOT_", "REV_")
     rest = {k for k, v in vars(wire).items() if k.isupper() and isinstance(v, int)
             and not k.startswith(tabled) and k != "OK"} | {"LED_BLINK_MS"}
     assert rest <= set(doc), f"not documented: {sorted(rest - set(doc))}"

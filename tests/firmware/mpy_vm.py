@@ -22,6 +22,7 @@ from firmware.image import mplib
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = ROOT / "firmware" / "card"
+SIM_FLASH = ROOT / "simulator" / "flash.py"
 MPY_SIDE = Path(__file__).resolve().parent / "mpy"
 RUNNER = Path(__file__).resolve().parent / "mpy_vm.mjs"
 PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
@@ -68,6 +69,7 @@ class MicroPythonVM:
         files |= {f"/lib/{p.name}": p.read_text() for p in sorted(MPY_SIDE.glob("*.py"))}
         # the pinned micropython-lib modules the image packs, found before the VM's own frozen ones
         files |= {f"/lib/{m}": src.decode() for r in mplib.resolve() for m, src in r.sources.items()}
+        files["/lib/sim_flash.py"] = SIM_FLASH.read_text()  # the simulator's NOR model runs on both
         self._request({"op": "files", "files": files}, START_S)
         setup = "import sys\nsys.path.remove('/lib')\nsys.path.insert(0, '/lib')\nimport fake_time\nfake_time.install()\n"
         res = self._request({"op": "exec", "code": setup}, START_S)
