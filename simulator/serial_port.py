@@ -107,6 +107,16 @@ class SimUart:
             del self._rx[:n]
             return out
 
+    def readinto(self, buf, nbytes: int | None = None) -> int | None:
+        # as MicroPython's: at most nbytes (len(buf) by default) into buf[0:], None when empty
+        with self._lock:
+            if not self._rx:
+                return None
+            n = min(len(buf) if nbytes is None else nbytes, len(buf), len(self._rx))
+            buf[:n] = self._rx[:n]
+            del self._rx[:n]
+            return n
+
     def write(self, data) -> int:
         with self._lock:
             room = self.txbuf - len(self._tx)

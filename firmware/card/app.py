@@ -43,6 +43,7 @@ class Card:
         self.boot_id = (time.ticks_us() ^ (self.hw.uid[-1] << 8)) & 0xFFFF
         self.started = time.ticks_ms()
         self.lag_skips = 0
+        self.now = self.started  # the loop's time, for frames handled in poll_each
         # the card's last events, kept in RAM (logring.py); one logger per card, so a reboot of a
         # simulated card replaces its ring
         self.log, self.ring = logring.attach("card.%02x%02x" % (self.hw.uid[-2], self.hw.uid[-1]))
@@ -81,7 +82,7 @@ class Card:
 
     def command(self, ch, seq, body, now):
         op, a1, a2 = struct.unpack(wire.CMD, body[:wire.CMD_LEN])
-        extra = body[wire.CMD_LEN:]
+        extra = bytes(body[wire.CMD_LEN:])  # body is the link's buffer: the digits are kept
         st = wire.ST_OK
         if op == wire.OP_GET_STATS:
             self.link.ack(seq, st)
@@ -122,22 +123,30 @@ class Card:
         self.link.ack(seq, st)
 
     def handle(self, frames, now):
+        # frames as CardLink.poll() returns them (tests, tools)
+        self.now = now
         for ftype, ch, seq, body in frames:
-            if ftype == wire.T_AUDIO:
-                if ch < self.channels and len(body) == wire.AUDIO_DOWN_LEN:
-                    self.lines[ch].audio_from_host(seq, body)
-            elif ftype == wire.T_CMD:
-                self.command(ch, seq, body, now)
-            elif ftype == wire.T_IMAGE:
-                self.image_rx.take(seq, body)  # served after the audio (run)
-            elif ftype == wire.T_ACK:  # a retried command seen before: acknowledge again
-                self.link.ack(seq, wire.ST_OK)
-            elif ftype == wire.T_SYNC:
-                self.link.reset_session()
-                self.log.info("host sync")
-                self.hello()
-                for ln in self.lines:
-                    self.emit(ln.ch, wire.EV_LINE_STATE, ln.state_bits())
+            self.on_frame(ftype, ch, seq, body)
+
+    def on_frame(self, ftype, ch, seq, body):
+        # one frame from the host (CardLink.poll_each); body is the link's buffer: copied by
+        # whatever keeps it (the playout buffer, the image queue)
+        now = self.now
+        if ftype == wire.T_AUDIO:
+            if ch < self.channels and len(body) == wire.AUDIO_DOWN_LEN:
+                self.lines[ch].audio_from_host(seq, body)
+        elif ftype == wire.T_CMD:
+            self.command(ch, seq, body, now)
+        elif ftype == wire.T_IMAGE:
+            self.image_rx.take(seq, body)  # served after the audio (run)
+        elif ftype == wire.T_ACK:  # a retried command seen before: acknowledge again
+            self.link.ack(seq, wire.ST_OK)
+        elif ftype == wire.T_SYNC:
+            self.link.reset_session()
+            self.log.info("host sync")
+            self.hello()
+            for ln in self.lines:
+                self.emit(ln.ch, wire.EV_LINE_STATE, ln.state_bits())
 
     def frame_tick(self, now):
         # every 20 ms: one highway block in, every line's turn, one block out. This allocates
@@ -169,14 +178,14 @@ class Card:
 
     def run(self):
         wdt = self.hw.watchdog(WATCHDOG_MS)
+        on_frame = self.on_frame  # bound once: MicroPython makes a new bound method at each lookup
         self.hello()
         next_frame = time.ticks_add(time.ticks_ms(), wire.FRAME_MS)
         next_status = next_frame
         while True:
             now = time.ticks_ms()
-            frames = self.link.poll()
-            if frames:
-                self.handle(frames, now)
+            self.now = now
+            self.link.poll_each(on_frame)
             if time.ticks_diff(now, next_frame) >= 0:
                 self.frame_tick(next_frame)
                 next_frame = time.ticks_add(next_frame, wire.FRAME_MS)

@@ -1,10 +1,19 @@
 # The card's side of the serial link: frames in and out, acknowledgements, retries. The rules
 # (retry interval, tries, dedupe window, frames in flight) are the wire format's, the same as the
 # host's.
+import binascii
 import struct
 import time
 
+try:
+    from micropython import const
+except ImportError:  # CPython (the simulator, host-side tests)
+    def const(x):
+        return x
+
 from . import wire
+
+RX_CHUNK = const(256)  # bytes taken from the UART at a time
 
 
 class CardLink:
@@ -20,6 +29,17 @@ class CardLink:
         self.tx_dropped = 0
         self.cut = False
         self.ack_buf = bytearray(wire.BODY_AT + struct.calcsize(wire.ACK) + wire.CRC_LEN + 1)
+        # the receive path (poll_each), allocated once: bytes from the UART land in rx, a frame is
+        # gathered in fbuf and taken apart there (COBS undone in place, wire.unstuff)
+        self.rx = bytearray(RX_CHUNK)
+        self.rx_mv = memoryview(self.rx)
+        self.fbuf = bytearray(wire.MAX_WIRE)
+        self.fbuf_mv = memoryview(self.fbuf)
+        self.flen = 0
+        self.discarding = False  # inside an oversized run: drop bytes until the next delimiter
+        # views of a host audio frame in fbuf, made once: those come 400 times a second
+        self.audio_check = self.fbuf_mv[1:wire.BODY_AT + wire.AUDIO_DOWN_LEN + wire.CRC_LEN]
+        self.audio_body = self.fbuf_mv[wire.BODY_AT:wire.BODY_AT + wire.AUDIO_DOWN_LEN]
 
     def write(self, frame, n=-1):
         # frame[:n] (all of it for n < 0) to the UART, or as much as fits: a full UART drops the
@@ -46,36 +66,98 @@ class CardLink:
                 done += k
 
     def poll(self):
-        # -> list of (type, channel, seq, body) frames that are new and valid
-        n = self.uart.any()
-        if not n:
-            return ()
-        data = self.uart.read(n)
-        if not data:
-            return ()
+        # -> list of (type, channel, seq, body bytes) frames that are new and valid (for tests and
+        # tools; the card's loop uses poll_each, which allocates nothing per audio frame)
         out = []
-        c = self.counters
-        for res in self.deframer.feed(data):
-            code = res[0]
-            if code != wire.OK:
-                c[_ERROR_COUNTER[code]] += 1
-                continue
-            c[wire.LC_RX_FRAMES] += 1
-            self.last_rx = time.ticks_ms()
-            ftype, ch, seq = res[1], res[2], res[3]
-            if ftype == wire.T_ACK:
-                self.pending.pop(seq, None)
-                continue
-            if ftype == wire.T_CMD:
-                if seq in self.seen:
-                    c[wire.LC_DUPLICATES] += 1
-                    out.append((wire.T_ACK, ch, seq, None))  # a retry: ack again, do not repeat it
-                    continue
-                self.seen.append(seq)
-                if len(self.seen) > wire.DEDUPE_WINDOW:
-                    self.seen.pop(0)
-            out.append((ftype, ch, seq, res[4]))
+        self.poll_each(lambda ftype, ch, seq, body: out.append(
+            (ftype, ch, seq, None if body is None else bytes(body))))
         return out
+
+    def poll_each(self, fn):
+        # hands each new, valid frame from the UART to fn(type, channel, seq, body). body is a
+        # memoryview into the link's buffer, valid only during the call (copy what you keep), or
+        # None for a retried command (ack it again, do not repeat it)
+        uart = self.uart
+        while True:
+            n = uart.any()
+            if not n:
+                return
+            n = uart.readinto(self.rx, n if n < RX_CHUNK else RX_CHUNK)
+            if not n:
+                return
+            self._scan(n, fn)
+
+    def _scan(self, n, fn):
+        # split rx[:n] at 0x00 delimiters into frames; after garbage or an oversized run resync at
+        # the next delimiter, so one damaged frame never costs the next one
+        rx = self.rx
+        fbuf = self.fbuf
+        start = 0
+        while start < n:
+            z = rx.find(b"\x00", start, n)
+            end = n if z < 0 else z
+            k = end - start
+            if k and not self.discarding:
+                f = self.flen
+                if f + k > len(fbuf):
+                    self.counters[wire.LC_OVERSIZED] += 1
+                    self.discarding = True
+                    self.flen = 0
+                else:
+                    fbuf[f:f + k] = self.rx_mv[start:end]  # one small view, the bytes copied once
+                    self.flen = f + k
+            if z < 0:
+                return
+            if self.discarding:
+                self.discarding = False
+            elif self.flen:
+                self._frame(fn)
+            self.flen = 0
+            start = z + 1
+
+    def _frame(self, fn):
+        # one delimited frame in fbuf[:flen]: check it, count it, hand it on
+        c = self.counters
+        fbuf = self.fbuf
+        m = wire.unstuff(fbuf, self.flen)  # the payload is now fbuf[1:1 + m]
+        if m < 0:
+            c[wire.LC_COBS_ERRORS] += 1
+            return
+        blen = m - wire.HEADER_LEN - wire.CRC_LEN
+        if blen < 0:
+            c[wire.LC_TRUNCATED] += 1
+            return
+        ftype = fbuf[1]
+        audio = ftype == wire.T_AUDIO and blen == wire.AUDIO_DOWN_LEN
+        # a CRC over payload + its own CRC leaves a constant residue: no unpacking of the CRC, and
+        # the residue is below 2**30, a small int (nothing allocated)
+        check = self.audio_check if audio else self.fbuf_mv[1:1 + m]
+        if binascii.crc32(check) != wire.CRC_RESIDUE:
+            c[wire.LC_CRC_ERRORS] += 1
+            return
+        ok = wire.body_ok(ftype, blen)
+        if ok is None:
+            c[wire.LC_UNKNOWN_TYPE] += 1
+            return
+        if not ok:
+            c[wire.LC_TRUNCATED] += 1
+            return
+        c[wire.LC_RX_FRAMES] += 1
+        self.last_rx = time.ticks_ms()
+        ch = fbuf[2]
+        seq = fbuf[3] | (fbuf[4] << 8)
+        if ftype == wire.T_ACK:
+            self.pending.pop(seq, None)
+            return
+        if ftype == wire.T_CMD:
+            if seq in self.seen:
+                c[wire.LC_DUPLICATES] += 1
+                fn(wire.T_ACK, ch, seq, None)  # a retry: ack again, do not repeat it
+                return
+            self.seen.append(seq)
+            if len(self.seen) > wire.DEDUPE_WINDOW:
+                self.seen.pop(0)
+        fn(ftype, ch, seq, self.audio_body if audio else self.fbuf_mv[wire.BODY_AT:wire.BODY_AT + blen])
 
     def ack(self, seq, status):
         buf = self.ack_buf
@@ -119,13 +201,3 @@ class CardLink:
         # the host resynchronised: it will learn the line states afresh
         self.pending = {}
         self.seen = []
-
-
-# deframer result -> the link counter it increments
-_ERROR_COUNTER = {
-    wire.E_CRC: wire.LC_CRC_ERRORS,
-    wire.E_COBS: wire.LC_COBS_ERRORS,
-    wire.E_TRUNCATED: wire.LC_TRUNCATED,
-    wire.E_OVERSIZED: wire.LC_OVERSIZED,
-    wire.E_UNKNOWN: wire.LC_UNKNOWN_TYPE,
-}

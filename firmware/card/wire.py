@@ -36,6 +36,8 @@ T_IMAGE = const(0x82)  # a firmware image in chunks (docs/firmware-update.md)
 HEADER = "<BBH"
 HEADER_LEN = const(4)
 CRC_LEN = const(4)
+# CRC-32 of a payload followed by its own CRC (little-endian): the same for every valid frame
+CRC_RESIDUE = 0x2144DF1C
 
 # Body layouts, by type. AUDIO has two: card->host carries the echo reference first.
 HELLO = "<BBBBBBHH8s"  # proto, fw major, minor, patch, channels, law, caps, boot id, board id

@@ -71,30 +71,52 @@ class I2S:
 
 
 class UART:
-    # what the card writes goes into one preallocated buffer, so the stand-in allocates nothing
+    # what the card writes goes into one preallocated buffer, and reading what a check fed takes
+    # nothing from the heap either, so the stand-in allocates nothing on the card's path
     def __init__(self, id, baudrate=115200, rxbuf=256, txbuf=256):
         self.id = id
         self.baudrate = baudrate
-        self.rx = bytearray()  # host -> card, put there by a check (feed)
+        self.rx = bytearray()  # host -> card, put there by a check (feed); read from rpos on
+        self.rpos = 0
         self.txmem = bytearray(131072)
         self.n = 0  # bytes in txmem
         self.room = txbuf  # bytes write() still accepts; a check lowers it to fill the UART
         uarts[id] = self
 
     def feed(self, data):
+        if self.rpos:
+            self.rx = self.rx[self.rpos:]
+            self.rpos = 0
         self.rx.extend(data)
 
     def any(self):
-        return len(self.rx)
+        return len(self.rx) - self.rpos
 
     def read(self, n=-1):
-        if not self.rx:
+        left = len(self.rx) - self.rpos
+        if not left:
             return None
-        if n < 0:
-            n = len(self.rx)
-        out = bytes(self.rx[:n])
-        self.rx = self.rx[n:]
+        if n < 0 or n > left:
+            n = left
+        out = bytes(self.rx[self.rpos:self.rpos + n])
+        self.rpos += n
         return out
+
+    def readinto(self, buf, nbytes=-1):
+        left = len(self.rx) - self.rpos
+        if not left:
+            return None
+        n = left
+        if 0 <= nbytes < n:
+            n = nbytes
+        if len(buf) < n:
+            n = len(buf)
+        rx = self.rx
+        p = self.rpos
+        for i in range(n):
+            buf[i] = rx[p + i]
+        self.rpos = p + n
+        return n
 
     def write(self, buf):
         n = min(len(buf), self.room, len(self.txmem) - self.n)

@@ -1,11 +1,12 @@
 # The whole card (card/app.py) on fake hardware: SYNC -> HELLO, commands and their ACKs, the LED
-# command, and the 20 ms frame tick, which must allocate nothing but the CRC results.
+# command, the 20 ms frame tick, which must allocate nothing but the CRC results, and the receive
+# path of the host's audio.
 import binascii
 import gc
 import struct
 
 import machine
-from card import board, wire
+from card import board, link, wire
 from card.app import CAPS, Card
 from fake_time import clock
 from mpytest import eq, frames
@@ -115,6 +116,50 @@ def test_frame_tick_allocates_nothing_but_the_crcs():
     eq(len(sent), ticks * 8 * 3 * wire.AUDIO_UP_WIRE, "3 copies of 8 lines' frames per tick")
     eq(allocated, _crcs_needing_a_long_int(sent, first_seq) * crc_size, "heap bytes allocated by " + str(ticks) + " frame ticks")
     eq(card.lines[0].counters[wire.CC_AUDIO_DOWN], 3 + ticks, "the host's frames were played")
+
+
+def _view_size():
+    # what one memoryview slice costs the heap
+    buf = bytearray(16)
+    mv = memoryview(buf)
+    gc.collect()
+    a = gc.mem_alloc()
+    v = mv[2:9]
+    n = gc.mem_alloc() - a
+    eq(len(v), 7, "a view")
+    return n
+
+
+def test_receiving_the_hosts_audio_allocates_one_view_a_piece():
+    # 20 ticks of audio for 8 lines from the host, read from the UART 256 bytes at a time, taken
+    # apart in the link's own buffer and put in the playout buffers: the heap grows by one
+    # memoryview for each piece of a frame copied (a frame is split where a read ends), nothing
+    # else: the CRC check's result is the residue 0x2144DF1C, below 2**30, a small int
+    card, u = new(8)
+    for ln in card.lines:
+        ln.hook(1)
+    u.take()
+    data = bytearray()
+    for seq in range(20):
+        for ch in range(8):
+            data.extend(wire.encode(wire.T_AUDIO, ch, seq, bytes([seq + 1]) * wire.FRAME_SAMPLES))
+    pieces = 0
+    for at in range(0, len(data), link.RX_CHUNK):
+        pieces += len([p for p in bytes(data[at:at + link.RX_CHUNK]).split(b"\x00") if p])
+    u.feed(data)
+    on_frame = card.on_frame
+    view_size = _view_size()
+    gc.collect()
+    gc.disable()
+    try:
+        a = gc.mem_alloc()
+        card.link.poll_each(on_frame)
+        allocated = gc.mem_alloc() - a
+    finally:
+        gc.enable()
+    eq(card.link.counters[wire.LC_RX_FRAMES], 20 * 8, "every frame received")
+    eq(sum(ln.counters[wire.CC_AUDIO_DOWN] for ln in card.lines), 20 * 8, "and queued to play")
+    eq(allocated, pieces * view_size, "heap bytes for 160 frames in " + str(pieces) + " pieces")
 
 
 def test_the_allocation_probe_sees_an_allocation():
