@@ -131,7 +131,8 @@ class Authenticator:
             if alarm["cleared_at"]:
                 raise AuthError(f"alarm {alarm_id} was already cleared at {alarm['cleared_at']} by {alarm['cleared_by']}")
             stamp = now_utc()
-            db["alarms"].update(alarm_id, {"cleared_at": stamp, "cleared_by": by})
+            last = db.execute("SELECT COALESCE(MAX(id), 0) FROM auth_events").fetchone()[0]
+            db["alarms"].update(alarm_id, {"cleared_at": stamp, "cleared_by": by, "cleared_event": last})
             self.store.enqueue(db, "alarm_cleared", f"alarm-cleared-{alarm_id}",
                                {"alarm": alarm_id, "account": alarm["account"], "cleared_at": stamp, "by": by})
         log.info("alarm %d (%s, account %s) cleared by %s", alarm_id, alarm["kind"], alarm["account"], by)
@@ -214,8 +215,9 @@ class Authenticator:
 
     @staticmethod
     def _daily_failures(db, account: str, day: str) -> int:
-        """Today's failures for ``account`` (an id or a keyed hash) since its last blacklist alarm was cleared."""
-        cleared = db.execute("SELECT MAX(cleared_at) FROM alarms WHERE kind = 'blacklist' AND account = ?",
-                             [account]).fetchone()[0]
+        """Today's failures for ``account`` (an id or a keyed hash) since its last blacklist alarm was cleared:
+        the attempts after the last one that clear covered (by order, not by timestamp)."""
+        after = db.execute("SELECT COALESCE(MAX(cleared_event), 0) FROM alarms WHERE kind = 'blacklist' "
+                           "AND account = ?", [account]).fetchone()[0]
         return db.execute("SELECT COUNT(*) FROM auth_events WHERE account = ? AND day = ? AND outcome = 'wrong' "
-                          "AND at > ?", [account, day, cleared or ""]).fetchone()[0]
+                          "AND id > ?", [account, day, after]).fetchone()[0]

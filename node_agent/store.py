@@ -76,8 +76,17 @@ def _v4_calls_in_progress(db: sqlite_utils.Database) -> None:
     db["call_records"].create_index(["ended"])
 
 
+def _v5_clears_by_event(db: sqlite_utils.Database) -> None:
+    """A cleared blacklist alarm remembers the last attempt it covers (``cleared_event``), so the
+    failures counted after it are the attempts that came later, not those with a later timestamp:
+    attempts within the millisecond of the clear were counted or not by chance."""
+    db["alarms"].add_column("cleared_event", int)
+    db.execute("UPDATE alarms SET cleared_event = (SELECT COALESCE(MAX(id), 0) FROM auth_events "
+               "WHERE auth_events.at <= alarms.cleared_at) WHERE cleared_at IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_erase_unknown_account_digits,
-                                                               _v4_calls_in_progress]
+                                                               _v4_calls_in_progress, _v5_clears_by_event]
 
 
 def now_utc() -> str:
