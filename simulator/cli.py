@@ -51,6 +51,9 @@ async def serve_card(args: argparse.Namespace) -> int:
     from .card import SimCard
     from .control import ControlServer
 
+    # the firmware thread and the UART's pump threads share the GIL: switching every 1 ms (not
+    # CPython's 5 ms) keeps a pump from waiting behind the firmware's work (docs/simulator.md)
+    sys.setswitchinterval(0.001)
     card = SimCard(channels=args.channels, baud=args.baud, speed=args.speed, law=args.law,
                    country=args.country, port=args.port, seed=args.seed).start()
     card.uart.faults.ber_up = card.uart.faults.ber_down = args.ber

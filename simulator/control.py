@@ -174,6 +174,8 @@ class ControlServer:
             "firmware": None if fw is None else {
                 "link": dict(zip(LINK_COUNTERS, fw.link.counters)),
                 "lines": [dict(zip(CHANNEL_COUNTERS, ln.counters)) for ln in fw.lines],
+                # lost frames in a row in each line's playout (the host's lateness apart)
+                "longest_loss": [ln.playout.longest_loss for ln in fw.lines],
                 "events_dropped": fw.link.events_dropped, "copies": fw.copies},
         }
 

@@ -34,6 +34,9 @@ class Playout:
         self.c = counters  # the line's counters (wire.CC_*): this updates the audio ones
         self.slots = [bytearray(frame_len) for _ in range(SLOTS)]
         self.tags = [EMPTY] * SLOTS  # the seq each slot holds
+        # the longest run of lost turns since boot: what the link cost, apart from the host's
+        # lateness (underruns), which CC_LONGEST_GAP includes (the simulator reports it)
+        self.longest_loss = 0
         self.reset()
 
     def reset(self):
@@ -43,6 +46,7 @@ class Playout:
         self.head = EMPTY  # the next seq to play (before playout: the oldest queued)
         self.primed = False
         self.gap_run = 0
+        self.loss_run = 0  # lost turns in a row (frames missing while later ones are queued)
         self.played = wire.NO_SEQ
 
     def put(self, seq, frame):
@@ -129,15 +133,20 @@ class Playout:
             self.tags[i] = EMPTY
             self.count -= 1
             self.gap_run = 0
+            self.loss_run = 0
             self.played = s
             return self.slots[i]  # valid until a frame SLOTS later is put
         if self.count:
             c[wire.CC_LOST] += 1  # this frame never arrived: later ones did, skip it
             self.head = (s + 1) & 0xFFFF
+            self.loss_run += 1
+            if self.loss_run > self.longest_loss:
+                self.longest_loss = self.loss_run
         else:
             # nothing queued at all: the host fell behind. Wait for this very frame instead of
             # moving on, or every frame the host sends when it catches up would be late
             c[wire.CC_UNDERRUNS] += 1
+            self.loss_run = 0
         self.gap_run += 1
         if self.gap_run > c[wire.CC_LONGEST_GAP]:
             c[wire.CC_LONGEST_GAP] = self.gap_run

@@ -82,6 +82,16 @@ def test_missing_frame_is_silence_then_underrun():
     eq(turns(p, 6), [0, 1, None, 3, 4, None], "a gap, then nothing queued")
     eq(c[wire.CC_LOST], 1, "frame 2 never arrived")
     eq(c[wire.CC_UNDERRUNS], 1, "nothing queued at turn 5")
+    eq(p.longest_loss, 1, "one frame lost in a row")
+
+
+def test_the_longest_loss_counts_lost_turns_in_a_row():
+    p, c = new()
+    for s in (0, 1, 4, 5, 7):
+        p.put(s, frame(s))
+    eq(turns(p, 8), [0, 1, None, None, 4, 5, None, 7], "2 and 3 lost, then 6")
+    eq(p.longest_loss, 2, "two in a row")
+    eq(c[wire.CC_LONGEST_GAP], 2, "the longest gap too")
 
 
 def test_an_underrun_waits_for_the_host_instead_of_dropping_what_it_sends_next():
@@ -96,6 +106,7 @@ def test_an_underrun_waits_for_the_host_instead_of_dropping_what_it_sends_next()
     eq(c[wire.CC_LATE] + c[wire.CC_LOST], 0, "nothing late or lost")
     eq(c[wire.CC_UNDERRUNS], 4, "four underruns")
     eq(c[wire.CC_LONGEST_GAP], 4, "the gap is the stall, no longer")
+    eq(p.longest_loss, 0, "the host's lateness is not a loss")
 
 
 def test_sequence_wraps_at_0xffff():
