@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.linecard import TransportError
 from firmware.card import image_header as ih
 from firmware.card import wire
+from firmware.card.bootmeta import PENDING
 from firmware.card.image_rx import ImageReceiver
 from firmware.card.updater import Updater
 from simulator.flash import NorFlash, PowerCut
@@ -58,6 +60,7 @@ class CardCounters:
     chunk_frames: int = 0  # CHUNK frames the card took in
     damaged: int = 0  # of those, damaged on the way by `corrupt`
     audio_down: list[tuple[float, int, int]] = field(default_factory=list)  # (time, line, seq) as received
+    resets: list[int] = field(default_factory=list)  # the off-hook line bits at each RESET command
 
 
 class UpdaterCard:
@@ -76,6 +79,8 @@ class UpdaterCard:
         self.copies = 1
         self.boot_id = 0x100
         self._cut_at_byte: int | None = None
+        self._unplug_at: tuple[int, float] | None = None
+        self.on_pending: Callable[[], None] | None = None  # called (in the loop) when a slot turns pending
         self._port: _Port | None = None
         self.updater: Updater | None = None
         self.image_rx: ImageReceiver | None = None
@@ -99,6 +104,10 @@ class UpdaterCard:
     def cut_power_at_byte(self, offset: int) -> None:
         """Cut the power at the first flash operation after the card has image bytes up to ``offset``."""
         self._cut_at_byte = offset
+
+    def unplug_at_byte(self, offset: int, for_s: float) -> None:
+        """Pull the cable once the card has image bytes up to ``offset``, for ``for_s`` seconds."""
+        self._unplug_at = (offset, for_s)
 
     def unplug(self) -> None:
         """Pull the cable: the host's port is lost and cannot be opened until :meth:`plug`."""
@@ -187,6 +196,7 @@ class UpdaterCard:
             elif op == wire.OP_REDUNDANCY:
                 self.copies = a1
             elif op == wire.OP_RESET:
+                self.counters.resets.append(self.offhook)
                 self._port.after_sent(self.reboot)  # the ACK goes out first, as on the card
         elif ftype == wire.T_IMAGE:
             op, offset = struct.unpack_from("<BI", body)
@@ -228,6 +238,16 @@ class UpdaterCard:
             rx.service()
         except PowerCut:
             self._power_cut()
+            return
+        up = self.updater
+        if self._unplug_at is not None and up.next_offset >= self._unplug_at[0]:
+            for_s = self._unplug_at[1]
+            self._unplug_at = None
+            self.unplug()
+            asyncio.get_running_loop().call_later(for_s, self.plug)
+        if self.on_pending is not None and PENDING in (up.state(0), up.state(1)):
+            self.on_pending()
+            self.on_pending = None
 
 
 class _Port:

@@ -23,13 +23,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from firmware.card import wire
 
-from .link import LineCardLink, LinkDown
-from .messages import CardSlots, Hello, ImageAck, Status
+from .link import LineCardLink, LinkDown, LinkListener
+from .messages import CardSlots, Hello, ImageAck, SlotInfo, Status
+from .transport import SerialTransport
+
+__all__ = ["CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageRefused", "LinkDown", "LinkLost",
+           "SlotInfo", "TransferResult", "open_card"]
 
 HEADER_LEN = 64  # the image header the card stores in front of the payload (firmware/card/image_header.py)
 WINDOW = 8  # chunks unanswered at most: the card queues 8 IMAGE frames (firmware/card/image_rx.py)
@@ -339,6 +344,19 @@ class Flasher:
             if run is None or run.state != "trial" or time.monotonic() > deadline:
                 return st
             await asyncio.sleep(0.1)  # the card confirms on its own; asked again until it says so
+
+
+@asynccontextmanager
+async def open_card(url: str, *, baud: int = 921600, timeout: float = 5.0,
+                    transport: Callable[..., SerialTransport] = SerialTransport) -> AsyncIterator[Flasher]:
+    """A link of its own to the card at ``url``, up (HELLO received: ``flasher.link.hello``), and a
+    Flasher on it; closed on the way out. Raises :class:`LinkDown` saying why when no card answers."""
+    link = LineCardLink(url, LinkListener(), baud=baud, transport=transport)
+    try:
+        await link.start(timeout)
+        yield Flasher(link)
+    finally:
+        await link.close()
 
 
 class _Restart(Exception):
