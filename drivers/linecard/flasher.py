@@ -36,7 +36,9 @@ from .transport import SerialTransport
 __all__ = ["CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageRefused", "LinkDown", "LinkLost",
            "SlotInfo", "TransferResult", "open_card"]
 
-HEADER_LEN = 64  # the image header the card stores in front of the payload (firmware/card/image_header.py)
+# the image header the card stores in front of the payload (firmware/card/image_header.py, which the
+# drivers do not import: the layer table gives them the wire format only); version at bytes 16..19
+HEADER_LEN = 64
 WINDOW = 8  # chunks unanswered at most: the card queues 8 IMAGE frames (firmware/card/image_rx.py)
 CHUNK_TRIES = 8  # sends of one chunk before the transfer gives up on it
 ANSWER_S = 0.25  # a chunk or op unanswered this long is sent again
@@ -229,7 +231,7 @@ class Flasher:
 
     async def _pending_is(self, header: bytes) -> bool:
         st = await self.slots()
-        ver = f"{header[16]}.{header[17]}.{int.from_bytes(header[18:20], 'little')}"
+        ver = f"{header[16]}.{header[17]}.{int.from_bytes(header[18:20], 'little')}"  # major, minor, patch u16
         return any(s.state == "pending" and s.version == ver for s in st.slots)
 
     async def _chunks(self, image: bytes, acked: int, progress: Progress | None, tally: _Tally) -> int:
@@ -291,9 +293,10 @@ class Flasher:
                 else:
                     raise ImageRefused("CHUNK", ack, _ADVICE.get(ack.result, "see `nodectl card info`"))
         except LinkDown:
-            for s in inflight:
-                s.fut.cancel()
             raise _Restart(acked) from None
+        finally:
+            for s in inflight:  # answers that no longer matter (given up, refused, link lost)
+                s.fut.cancel()
         return acked
 
     # -- after the transfer ----------------------------------------------------------------------
