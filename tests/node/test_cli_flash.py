@@ -162,6 +162,19 @@ def test_a_cut_link_mid_transfer_resumes_where_it_stopped(tmp_path, keys, capsys
     assert card.slot_bytes(1, len(NEW.signed_part)) == NEW.signed_part and card.counters.boots == 2
 
 
+def test_a_power_cut_mid_transfer_resumes_from_the_cards_journal(tmp_path, keys, capsys):
+    card = card_running()
+    card.cut_power_at_byte(15000)
+    path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
+    assert flash(card, path, key=keys["deploy"][1]) == cli_flash.EXIT_OK
+    out = capsys.readouterr().out
+    resent = int(out.split("(")[1].split(" sent again")[0])
+    # the card resumes at its last complete flash block: at most that block and the window again
+    assert card.counters.power_cuts == 1 and 0 < resent <= card.flash.block_size + 8 * wire.IMAGE_DATA_MAX
+    assert card.slot_bytes(1, len(NEW.signed_part)) == NEW.signed_part
+    assert card.slot_bytes(0, len(OLD.signed_part)) == OLD.signed_part
+
+
 def test_a_card_already_running_the_image_is_skipped_unless_forced(tmp_path, keys, capsys):
     card = card_running(make(1, 24000))
     path = write(tmp_path, "fw.img", make(1, 24000), keys["deploy"][0])
