@@ -232,6 +232,15 @@ def test_a_failed_self_test_reverts_exit_4_and_card_info_says_why(tmp_path, keys
     assert (data["board"], data["firmware"], data["running_slot"]) == ("BNLC-8FX", "1.0.0", 0)
 
 
+def test_a_trial_that_does_not_confirm_in_time_is_exit_5(tmp_path, keys, capsys):
+    card = card_running(self_test_passes=None)  # the new image's self-test never finishes
+    path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
+    assert flash(card, path, "--confirm-timeout", "0.5", key=keys["deploy"][1]) == cli_flash.EXIT_NOT_CONFIRMED
+    assert "boots 1.1.0 on trial but it did not confirm itself within 0.5 s" in capsys.readouterr().err
+    assert info(card) == 0
+    assert "1     trial      1.1.0    1         running, 2 boot(s) left to confirm" in capsys.readouterr().out
+
+
 def test_no_card_answering_is_exit_3(tmp_path, keys, capsys):
     card = card_running()
     card.unplugged = True
