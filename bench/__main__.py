@@ -1,5 +1,5 @@
-"""``python -m bench``: DTMF detection capacity, serial link efficiency, host CPU per channel, and
-the node under eight lines of IVR calls. Prints a table, then each target missed; exit status 1
+"""``python -m bench``: DTMF detection capacity, serial link efficiency, host CPU per channel, the
+node under eight lines of IVR calls, and flashing a card's firmware over the link. Prints a table, then each target missed; exit status 1
 when any was.
 
 Timings are CPU time (``time.process_time``), compared as ratios measured in the same run:
@@ -160,6 +160,62 @@ async def card_path(channels: int, seconds: float) -> dict:
     }
 
 
+async def flashing(payload_bytes: int, call: bool) -> dict:
+    """``nodectl flash``'s transfer (drivers.linecard.flasher) to an in-process card running the real
+    updater on the simulator's flash model, over a link paced at 921,600 baud (bench/flash_card.py);
+    with ``call``, line 1 is in a call meanwhile (audio both ways, one copy)."""
+    import hashlib
+
+    from bench.flash_card import UpdaterCard, new_flash, program
+    from drivers.linecard import LineCardLink, LinkListener
+    from drivers.linecard.flasher import Flasher
+    from firmware.image import container
+
+    baud = 921600
+    old = container.make("BNLC-8FX", (1, 0, 0), 1, hashlib.shake_256(b"old").digest(20000)).signed_part
+    new = container.make("BNLC-8FX", (1, 1, 0), 1, hashlib.shake_256(b"new").digest(payload_bytes)).signed_part
+    f = new_flash()
+    program(f, old)
+    card = UpdaterCard(f, baud=baud)
+    card.offhook = 1 if call else 0
+    link = LineCardLink("fake://card", LinkListener(), baud=baud, transport=card.transport)
+    await link.start(5)
+    sent_at: dict[int, float] = {}
+
+    async def talk() -> None:
+        seq, nxt = 0, time.monotonic()
+        while True:
+            sent_at[seq] = time.monotonic()
+            link.send_audio(0, seq, bytes(160))
+            seq, nxt = seq + 1, nxt + 0.02
+            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+
+    talker = asyncio.create_task(talk()) if call else None
+    try:
+        fl = Flasher(link)
+        t0 = time.monotonic()
+        res = await fl.transfer(new)
+        if talker:
+            talker.cancel()
+        await fl.reboot()
+        st = await fl.wait_confirmed(10)
+        confirmed = time.monotonic() - t0
+    finally:
+        await link.close()
+    got = {seq: t for t, ch, seq in card.counters.audio_down if ch == 0}
+    delays = sorted(got[s] - sent_at[s] for s in sent_at if s in got)
+    raw = baud / 10
+    return {"image_bytes": len(new), "call": call, "baud": baud,
+            "fraction_of_raw_byte_rate": round((len(new) - 64) / res.chunk_seconds / raw, 4),
+            "bytes_per_s": round((len(new) - 64) / res.chunk_seconds), "resent_bytes": res.resent_bytes,
+            "transfer_s": round(res.seconds, 3), "to_confirmed_s": round(confirmed, 3),
+            "confirmed": st.running == 1 and st.slots[1].state == "confirmed",
+            "audio_frames_lost": len([s for s in sent_at if s not in got and sent_at[s] < t0 + res.seconds - 0.1]),
+            "audio_delay_ms": {"p50": pct([d * 1000 for d in delays], 0.5), "p95": pct([d * 1000 for d in delays], 0.95),
+                               "max": pct([d * 1000 for d in delays], 1.0)}
+            if delays else None}
+
+
 def pct(values: list[float], q: float) -> float:
     v = sorted(values)
     return round(v[min(len(v) - 1, int(len(v) * q))], 1) if v else float("nan")
@@ -252,11 +308,47 @@ def table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(out)
 
 
+def flash_rows(fl_idle: dict, fl_call: dict) -> list[tuple[str, str, str]]:
+    return [
+        (f"flash throughput, {fl_idle['image_bytes'] // 1024} KiB image at 921,600 baud (in-process card, real updater)",
+         f"{fl_idle['fraction_of_raw_byte_rate']:.1%} of the raw byte rate ({fl_idle['bytes_per_s']} B/s)",
+         target(fl_idle["fraction_of_raw_byte_rate"] >= 0.85 and fl_idle["confirmed"], ">= 85%")),
+        ("  start to finished transfer / to confirmed new version",
+         f"{fl_idle['transfer_s']} s / {fl_idle['to_confirmed_s']} s", "reboot and self-test as the fake card models them"),
+        ("  the same during a call on line 1: throughput, audio delay p50 / p95 / max",
+         f"{fl_call['fraction_of_raw_byte_rate']:.1%}, {fl_call['audio_delay_ms']['p50']} / "
+         f"{fl_call['audio_delay_ms']['p95']} / {fl_call['audio_delay_ms']['max']} ms, "
+         f"{fl_call['audio_frames_lost']} frames lost",
+         target(fl_call["audio_frames_lost"] == 0 and fl_call["audio_delay_ms"]["p95"] < 40, "0 lost, p95 < 40 ms")),
+    ]
+
+
+def report(rows: list[tuple[str, str, str]], result: dict, out: str) -> int:
+    missed = [f"{row[0].strip()}: {row[1]} (target {row[2].removesuffix(' MISSED')})"
+              for row in rows[1:] if row[2].endswith("MISSED")]
+    result["missed"] = missed
+    Path(out).write_text(json.dumps(result, indent=2))
+    print(table(rows))
+    print(f"results written to {out}")
+    for m in missed:
+        print(f"MISSED {m}", file=sys.stderr)
+    return 1 if missed else 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="shorter runs (for a smoke check)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    p.add_argument("--out", help="where the JSON goes (default bench/results.json; bench/results-flash.json with "
+                                 "--only-flash)")
+    p.add_argument("--only-flash", action="store_true", help="only the flashing benchmark (seconds, not minutes)")
     args = p.parse_args()
+    args.out = args.out or str(ROOT / "bench" / ("results-flash.json" if args.only_flash else "results.json"))
+    fsize = 60000 if args.quick else 110000
+    if args.only_flash:
+        fl_idle, fl_call = asyncio.run(flashing(fsize, call=False)), asyncio.run(flashing(fsize, call=True))
+        return report([("benchmark", "result", "target"), *flash_rows(fl_idle, fl_call)],
+                      {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "flashing": {"idle": fl_idle, "during_a_call": fl_call}},
+                      args.out)
     secs = 20 if args.quick else 120
     # 120 s of audio takes spandsp ~15 ms: too short a run to time on a shared machine
     dtmf = bench_dtmf(secs * 5, 3 if args.quick else 7)
@@ -265,8 +357,10 @@ def main() -> int:
     cp8 = asyncio.run(card_path(8, 5 if args.quick else 15))
     load = asyncio.run(node_load(30 if args.quick else 90))
     load["pin_verify_8_at_once_ms"] = asyncio.run(pin_burst(3 if args.quick else 10))
+    fl_idle, fl_call = asyncio.run(flashing(fsize, call=False)), asyncio.run(flashing(fsize, call=True))
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
-              "framing": eff, "card_path": [cp1, cp8], "node_load": load}
+              "framing": eff, "card_path": [cp1, cp8], "node_load": load,
+              "flashing": {"idle": fl_idle, "during_a_call": fl_call}}
     ratio = dtmf["wrapper_vs_raw"]
     rows = [("benchmark", "result", "target"),
             ("DTMF detect, spandsp via raw cffi", f"{dtmf['raw_cffi']['channels_per_core']} channels/core", ""),
@@ -298,18 +392,11 @@ def main() -> int:
         ("  key-to-response in the node p50 / p99", f"{kn['p50']} / {kn['p99']} ms", "key in -> prompt queued"),
         ("  PIN verify p50 / p99", f"{v['p50']} / {v['p99']} ms", target(v["p99"] <= 150, "p99 <= 150 ms")),
         ("  node CPU per active call", f"{load['node_cpu_percent_per_active_call']}% of a core", ""),
+        *flash_rows(fl_idle, fl_call),
         ("PIN verify, 8 at the same instant (idle node)",
          f"{load['pin_verify_8_at_once_ms']['p50']} / {load['pin_verify_8_at_once_ms']['p99']} ms", "worst case, no target"),
     ]
-    missed = [f"{row[0].strip()}: {row[1]} (target {row[2].removesuffix(' MISSED')})"
-              for row in rows[1:] if row[2].endswith("MISSED")]
-    result["missed"] = missed
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(table(rows))
-    print(f"results written to {args.out}")
-    for m in missed:
-        print(f"MISSED {m}", file=sys.stderr)
-    return 1 if missed else 0
+    return report(rows, result, args.out)
 
 
 if __name__ == "__main__":

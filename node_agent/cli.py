@@ -17,7 +17,7 @@ from pathlib import Path
 
 from firmware.image import ImageError
 
-from . import account_import, cli_image
+from . import account_import, cli_flash, cli_image
 from .auth import Authenticator, AuthError
 from .config import ConfigError, NodeConfig, card_problem, load
 from .daemon import Node, read_status
@@ -356,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("folder")
     ex.add_argument("--language", action="append", help="only this language (repeatable; default all the callers hear)")
     cli_image.add_parser(sub, common)
+    cli_flash.add_parser(sub, common)
     return p
 
 
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "status": cmd_status, "accounts": cmd_accounts, "alarms": cmd_alarms,
-                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts, "image": cli_image.run}
+                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts, "image": cli_image.run,
+                "flash": cli_flash.run_flash, "card": cli_flash.run_card}
     try:
         return handlers[args.cmd](args)
     except (ConfigError, AuthError, StoreError, PromptError, UsageError, ImageError) as exc:

@@ -14,6 +14,7 @@ reset card (a HELLO with a new boot id), tells its listener, and reconnects on i
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 import struct
 import time
@@ -23,7 +24,19 @@ from dataclasses import dataclass, field
 
 from firmware.card import wire
 
-from .messages import OP_NAMES, STATUS_NAMES, CardEvent, CardStats, ChannelCounters, Hello, Led, LinkCounters, Status
+from .messages import (
+    OP_NAMES,
+    STATUS_NAMES,
+    CardEvent,
+    CardSlots,
+    CardStats,
+    ChannelCounters,
+    Hello,
+    ImageAck,
+    Led,
+    LinkCounters,
+    Status,
+)
 from .transport import SerialTransport, TransportError
 
 log = logging.getLogger("drivers.linecard")
@@ -106,6 +119,9 @@ class LineCardLink:
         self._slots = asyncio.Semaphore(wire.MAX_PENDING)  # commands in flight, within the card's dedupe window
         self._seen: deque[int] = deque(maxlen=wire.DEDUPE_WINDOW)
         self._stats_waiters: list[tuple[asyncio.Future, dict]] = []
+        self._image_seq = 0
+        self._image_pending: dict[int, asyncio.Future] = {}  # IMAGE seq -> its answer (ImageAck / CardSlots)
+        self.last_status: Status | None = None  # the card's latest STATUS (which lines are in use)
         self._last_rx = 0.0
         self._up = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -177,10 +193,11 @@ class LineCardLink:
             self._transport.close()
             self._transport = None
             self._deframer = wire.Deframer()
-        for fut in self._pending.values():
+        for fut in [*self._pending.values(), *self._image_pending.values()]:
             if not fut.done():
                 fut.set_exception(LinkDown(f"line card link down ({reason})"))
         self._pending.clear()
+        self._image_pending.clear()
         self.last_error = reason
         if self.is_up:
             self._up.clear()
@@ -247,6 +264,29 @@ class LineCardLink:
                   f"{wire.MAX_TRIES} tries ({wire.MAX_TRIES * wire.RETRY_MS} ms)")
         self._drop(reason)
         raise LinkDown(f"{reason}: the link is down and reconnecting")
+
+    def send_image(self, op: int, offset: int = 0, data: bytes = b"") -> asyncio.Future:
+        """One ``IMAGE`` frame (``wire.IMG_*`` op; chunks carry their offset, CRC-32 and data). The
+        future gets the card's answer: an :class:`ImageAck`, or :class:`CardSlots` for ``IMG_STATUS``.
+        Sent once: the caller resends by offset (``drivers.linecard.flasher``); the future fails with
+        :class:`LinkDown` if the link drops first. Cancel it when the answer no longer matters."""
+        if len(data) > wire.IMAGE_DATA_MAX:
+            raise ValueError(f"an IMAGE frame carries at most {wire.IMAGE_DATA_MAX} bytes, not {len(data)}")
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        if not self.is_up:
+            fut.set_exception(LinkDown(f"line card on {self.url} is not connected ({self.last_error or 'starting'})"))
+            return fut
+        seq = self._image_seq
+        self._image_seq = (seq + 1) & 0xFFFF
+        old = self._image_pending.pop(seq, None)  # 65536 frames ago: no answer is coming any more
+        if old is not None and not old.done():
+            old.cancel()
+        self._image_pending[seq] = fut
+        fut.add_done_callback(lambda f, s=seq: self._image_pending.pop(s, None) if self._image_pending.get(s) is f
+                              else None)
+        body = struct.pack(wire.IMAGE, op, offset, binascii.crc32(data) & 0xFFFFFFFF) + data
+        self._send(wire.encode(wire.T_IMAGE, wire.BROADCAST, seq, body))
+        return fut
 
     # -- commands, typed ---------------------------------------------------------------------------
     async def hook(self, channel: int, off: bool) -> None:
@@ -346,8 +386,13 @@ class LineCardLink:
                 fut.set_result(struct.unpack(wire.ACK, body)[0])
         elif ftype == wire.T_HELLO:
             self._on_hello(Hello.parse(body))
+        elif ftype in (wire.T_IMAGE_ACK, wire.T_SLOTS):
+            fut = self._image_pending.get(seq)
+            if fut is not None and not fut.done():  # else: an answer to a frame sent again since
+                fut.set_result(ImageAck.parse(body) if ftype == wire.T_IMAGE_ACK else CardSlots.parse(body))
         elif ftype == wire.T_STATUS:
             st = Status.parse(body)
+            self.last_status = st
             self.redundancy = st.copies  # what the card actually does, e.g. after it rebooted
             self.listener.status(st)
         elif ftype == wire.T_STATS:

@@ -136,3 +136,72 @@ class CardStats:
     link: LinkCounters
     lines: tuple[ChannelCounters, ...]
 
+
+
+@dataclass(frozen=True)
+class ImageAck:
+    """The card's answer to an ``IMAGE`` frame: the op, its result (``wire.IR_*``, named by
+    ``result_name``) and the image offset the card expects next."""
+
+    op: int
+    result: int
+    next_offset: int
+
+    @property
+    def ok(self) -> bool:
+        return self.result == wire.IR_OK
+
+    @property
+    def result_name(self) -> str:
+        return wire.IR_NAMES[self.result] if self.result < len(wire.IR_NAMES) else f"result {self.result}"
+
+    @classmethod
+    def parse(cls, body: bytes) -> ImageAck:
+        return cls(*struct.unpack(wire.IMAGE_ACK, body))
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """One of the card's two image slots: its state (``wire.SLOT_NAMES``) and the image header's
+    version and security counter (None / 0 when the slot holds no readable header)."""
+
+    index: int
+    state: str  # empty / receiving / pending / trial / confirmed / reverted
+    version: str | None
+    security_counter: int
+
+
+@dataclass(frozen=True)
+class CardSlots:
+    """What the card's updater says about its slots (``SLOTS``, the answer to ``IMAGE STATUS``)."""
+
+    running: int | None  # the slot the card runs (None: no valid image)
+    active: int  # the confirmed slot it boots when no trial is due
+    trial_boots_left: int
+    last_revert_reason: str | None  # None: never reverted
+    reverted_slot: int | None
+    slots: tuple[SlotInfo, SlotInfo]
+
+    @property
+    def running_slot(self) -> SlotInfo | None:
+        return None if self.running is None else self.slots[self.running]
+
+    @property
+    def security_counter(self) -> int:
+        """The lowest security counter the card takes: its confirmed images' highest (the card
+        keeps its own and checks it at BEGIN too)."""
+        return max((s.security_counter for s in self.slots if s.state == "confirmed"), default=0)
+
+    @classmethod
+    def parse(cls, body: bytes) -> CardSlots:
+        f = struct.unpack(wire.SLOTS, body)
+        running, active, left, reason, reverted = f[:5]
+        slots = []
+        for i, (state, ma, mi, pa, sec) in enumerate((f[5:10], f[10:15])):
+            name = wire.SLOT_NAMES[state] if state < len(wire.SLOT_NAMES) else f"state {state}"
+            has = (ma, mi, pa, sec) != (0, 0, 0, 0)
+            slots.append(SlotInfo(i, name, f"{ma}.{mi}.{pa}" if has else None, sec))
+        why = None if reason == wire.REV_NONE else (wire.REV_NAMES[reason] if reason < len(wire.REV_NAMES)
+                                                      else f"reason {reason}")
+        return cls(None if running < 0 else running, active, left, why, None if reverted == 0xFF else reverted,
+                   (slots[0], slots[1]))
