@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from firmware.card import wire
+from firmware.image.container import make
 from simulator import images
 from simulator.card import SimCard
 from simulator.control import ControlServer
@@ -139,6 +140,18 @@ def test_an_image_over_the_link_is_tried_confirmed_and_keeps_the_old_one(card, r
     host.close()
 
 
+def test_hello_reports_the_version_in_the_running_image_header(card, registry):
+    # the simulator's own code (FW_VERSION 1.1.0) in an image whose header says 1.1.7
+    payload = images.payload(images.OWN_TREE)
+    host, _ = connect(card.url)
+    assert host.send_image(bytes(make("BNLC-8FX", (1, 1, 7), 1, payload).signed_part)) == wire.IR_OK
+    host.reset()
+    host.close()
+    host, hello, s = settled(card, (1, 1, 7))
+    assert s.states == ("confirmed", "confirmed") and running_board(card).FW_VERSION == N
+    host.close()
+
+
 def test_an_image_whose_self_test_fails_is_reverted_with_the_reason(card, registry, tmp_path):
     bad = image_of(registry, tree(tmp_path, "bad", (1, 3, 0), failing_self_test))
     host, _ = connect(card.url)
@@ -163,3 +176,106 @@ def test_an_image_built_from_no_registered_source_cannot_run_and_reverts_as_a_wa
     host, hello, s = settled(card, N)
     assert s.states == ("confirmed", "reverted") and (s.reason, s.reverted_slot) == ("watchdog reset", 1)
     host.close()
+
+
+# -- power cuts ---------------------------------------------------------------------------------------
+N1 = (1, 2, 0)
+
+
+@pytest.fixture(scope="module")
+def n1_tree(tmp_path_factory) -> Path:
+    return tree(tmp_path_factory.mktemp("n1"), "n1", N1)
+
+
+def update_ops(card: SimCard, new: bytes) -> tuple[int, int]:
+    """Run one whole update on ``card`` -> (flash ops of the transfer, of the whole update to the confirm)."""
+    host, _ = connect(card.url)
+    before = card.nor.ops
+    assert host.send_image(new) == wire.IR_OK
+    transfer = card.nor.ops - before
+    host.reset()
+    host.close()
+    settled(card, N1)[0].close()
+    return transfer, card.nor.ops - before
+
+
+def run_update_until_cut(card: SimCard, new: bytes) -> None:
+    """Send the image and reboot into it, as a host would, until the armed cut switches the card off."""
+    try:
+        host, _ = connect(card.url)
+        host.send_image(new)
+        host.reset()
+        host.close()
+    except (LinkLost, OSError):
+        pass  # the cut came during the transfer
+    end = time.monotonic() + 15
+    while card.powered and time.monotonic() < end:  # the host comes back after the reboot (the trial needs it)
+        try:
+            host, _ = connect(card.url, 2.0)
+        except (LinkLost, OSError):
+            continue
+        try:
+            wait_for(lambda: not card.powered, 3.0, "the cut")
+        except AssertionError:
+            pass
+        host.close()
+    assert not card.powered, "the armed cut never struck"
+
+
+def complete_update(card: SimCard, new: bytes) -> tuple[int, int]:
+    """After power comes back: what the card boots, then finish the update as `nodectl flash` again would."""
+    host, hello = connect(card.url)
+    booted = hello.version
+    s = wait_for(lambda: _no_trial(host), CONFIRM_S, "the trial to confirm or revert")
+    resumed_at = None
+    if not (s.versions[s.running] == N1 and s.states[s.running] == "confirmed"):
+        res, resumed_at = host.image_op(wire.IMG_BEGIN, 0, new[:64])
+        assert res == wire.IR_OK
+        assert host.send_image(new) == wire.IR_OK
+        host.reset()
+    host.close()
+    host, hello, s = settled(card, N1)
+    assert (s.running, s.states, s.versions) == (1, ("confirmed", "confirmed"), (N, N1))
+    host.close()
+    return booted, resumed_at
+
+
+@pytest.fixture(scope="module")
+def ops_of_one_update(tmp_path_factory, n1_tree) -> tuple[int, int]:
+    d = tmp_path_factory.mktemp("count")
+    reg = d / "firmware"
+    reg.mkdir()
+    c = SimCard(channels=2, flash=d / "card.flash", firmware_dir=reg).start()
+    try:
+        return update_ops(c, image_of(reg, n1_tree))
+    finally:
+        c.stop()
+
+
+# where the cut strikes, and what the card must boot after it: during the transfer (the record
+# that marks the slot pending is its last write) the old image; once the new one is pending, the new
+CUTS = [("flash_op", "first", N), ("flash_op", "middle", N), ("flash_op", "last of the transfer", N),
+        ("image_byte", 10_000, N), ("reboot", None, N1), ("trial", None, N1)]
+
+
+@pytest.mark.parametrize("at,where,boots", CUTS, ids=[f"{a}-{w}" for a, w, _ in CUTS])
+def test_a_power_cut_during_an_update_leaves_a_card_that_boots_n_or_n1_and_finishes_it(
+        card, registry, n1_tree, ops_of_one_update, at, where, boots):
+    new = image_of(registry, n1_tree)
+    transfer, _ = ops_of_one_update
+    n = {"first": 1, "middle": transfer // 2, "last of the transfer": transfer}.get(where, where)
+    connect(card.url)[0].close()  # the card is up: its boot's flash operations are behind it
+    armed = control(card, op="cut", at=at, **({"n": n} if n is not None else {}))
+    assert armed["cut"]["at"] == at
+    run_update_until_cut(card, new)
+    st = control(card, op="status")
+    assert st["power"]["on"] is False and st["last_cut"]["at"] == at and st["cut"] is None
+    if at == "flash_op":
+        assert st["last_cut"]["op"] == armed["ops"] + n
+    if at in ("reboot", "trial"):  # in the boot stage's record of the trial; in the trial's confirm
+        assert st["last_cut"]["stage"] == ("boot" if at == "reboot" else "app") and st["last_cut"]["kind"]
+    control(card, op="power", on=True)
+    booted, resumed_at = complete_update(card, new)
+    assert booted == boots
+    if at == "image_byte":  # resumed at the last block the journal recorded, not from the start
+        assert resumed_at == 10_000 // 4096 * 4096
