@@ -138,6 +138,14 @@ def test_an_image_over_the_link_is_tried_confirmed_and_keeps_the_old_one(card, r
     assert s.versions == (N, (1, 2, 0)) and s.reason == "none"
     assert running_board(card).FW_VERSION == (1, 2, 0)  # the N+1 tree's code runs, not the simulator's
     host.close()
+    card.stop()  # the simulator stops; its flash file stays
+    again = SimCard(channels=2, flash=card.flash_path, firmware_dir=registry).start()
+    try:
+        host, hello, s = settled(again, (1, 2, 0))
+        assert (s.running, s.states, s.versions) == (1, ("confirmed", "confirmed"), (N, (1, 2, 0)))
+        host.close()
+    finally:
+        again.stop()
 
 
 def test_hello_reports_the_version_in_the_running_image_header(card, registry):
