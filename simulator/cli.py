@@ -228,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("power", help="switch the card's power off or on (the flash keeps what it holds)")
     w.add_argument("state", choices=("on", "off"))
     w.add_argument("--sim", default=DEFAULT_SIM)
+    u = sub.add_parser("cut", help="cut the card's power at a point to come (a flash operation, a byte of an "
+                                   "image, the reboot, the trial), or disarm with none",
+                       description="The card stays off after the cut until `simctl power on`.")
+    u.add_argument("at", choices=_field("cut", "at").options)
+    u.add_argument("--n", type=_arg(_field("cut", "n"), int), help="flash_op: the Nth erase or write from now; "
+                                                                    "image_byte: the image offset")
+    u.add_argument("--sim", default=DEFAULT_SIM)
     sub.add_parser("ops", help="the control port's ops, their fields and what each accepts")
     return p
 
@@ -254,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_simple(args, "reset_card"))
         if args.cmd == "power":
             return asyncio.run(run_simple(args, "power", on=args.state == "on"))
+        if args.cmd == "cut":
+            return asyncio.run(run_simple(args, "cut", at=args.at, **({} if args.n is None else {"n": args.n})))
         if args.cmd == "ops":
             return print_ops()
     except (SimError, OSError, ValueError) as exc:

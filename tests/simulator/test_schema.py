@@ -89,6 +89,9 @@ def test_the_docs_list_the_bounds_as_the_validator_has_them():
     (["call", "--say", "x" * 6000], "argument --say: must be 1 to 5000 characters of text"),
     (["call", "--cid-number", "138-0013"], "argument --cid-number: must be up to 20 digits 0-9"),
     (["fault", "--drop", "2"], "argument --drop: must be a number from 0 to 0.5"),
+    (["power", "half"], "argument state: invalid choice: 'half'"),
+    (["cut", "flash_op", "--n", "-1"], "argument --n: must be a whole number from 0 to 2147483647, not -1"),
+    (["cut", "sometime"], "argument at: invalid choice: 'sometime'"),
 ])
 def test_simctl_refuses_a_bad_argument_by_name(argv, says, capsys):
     with pytest.raises(SystemExit) as exc:
