@@ -322,7 +322,9 @@ class ControlServer:
 
     async def op_power(self, args: dict) -> dict:
         self.card.power(args["on"])
-        return {"on": self.card.powered, "boots": self.card.boots}
+        if not args["on"]:  # answered once the firmware has stopped
+            await self._card_wait(lambda: self.card.stage == "off", 2000)
+        return {"on": self.card.powered, "boots": self.card.boots, "stage": self.card.stage}
 
     async def op_cut(self, args: dict) -> dict:
         if args["at"] == "none":

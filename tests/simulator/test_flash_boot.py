@@ -287,3 +287,27 @@ def test_a_power_cut_during_an_update_leaves_a_card_that_boots_n_or_n1_and_finis
     assert booted == boots
     if at == "image_byte":  # resumed at the last block the journal recorded, not from the start
         assert resumed_at == 10_000 // 4096 * 4096
+
+
+def test_simctl_card_keeps_its_flash_file_and_switches_power_from_the_control_port(sim_factory, tmp_path, registry):
+    from simulator.client import SimClient
+
+    flash = tmp_path / "kept.flash"
+
+    async def status(sim, **op):
+        async with SimClient.parse(sim.control) as c:
+            if op:
+                await c.call(op.pop("op"), **op)
+            return await c.call("status")
+
+    sim = sim_factory("--channels", "2", "--flash", str(flash), "--firmware-dir", str(registry))
+    st = asyncio.run(status(sim))
+    assert st["flash"]["file"] == str(flash) and st["slots"][0]["state"] == "confirmed"
+    st = asyncio.run(status(sim, op="power", on=False))
+    assert st["power"] == {"on": False, "stage": "off", "reset_cause": "power on"}
+    boots = st["boots"]
+    st = asyncio.run(status(sim, op="power", on=True))
+    wait_for(lambda: asyncio.run(status(sim))["power"]["stage"] == "app", 10, "the card to boot again")
+    st = asyncio.run(status(sim))
+    assert st["boots"] == boots + 1 and st["power"]["reset_cause"] == "power on"
+    assert flash.stat().st_size > 2 * 1024 * 1024  # the chip's bytes and which are programmed
