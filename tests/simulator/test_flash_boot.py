@@ -25,6 +25,7 @@ from simulator.control import ControlServer
 from tests.simulator.image_host import ImageHost, LinkLost, connect
 
 N = (1, 1, 0)  # firmware/card/board.py FW_VERSION: the factory image
+SPEED = 2.0  # the card's clock at twice real time: its boots, self-tests and watchdog take half as long
 CONFIRM_S = 10.0  # a trial confirms ~0.5 s after the host's SYNC (25 highway blocks); generous for load
 
 
@@ -57,7 +58,7 @@ def registry(tmp_path) -> Path:
 
 @pytest.fixture
 def card(tmp_path, registry):
-    c = SimCard(channels=2, flash=tmp_path / "card.flash", firmware_dir=registry).start()
+    c = SimCard(channels=2, flash=tmp_path / "card.flash", firmware_dir=registry, speed=SPEED).start()
     yield c
     c.stop()
 
@@ -139,7 +140,7 @@ def test_an_image_over_the_link_is_tried_confirmed_and_keeps_the_old_one(card, r
     assert running_board(card).FW_VERSION == (1, 2, 0)  # the N+1 tree's code runs, not the simulator's
     host.close()
     card.stop()  # the simulator stops; its flash file stays
-    again = SimCard(channels=2, flash=card.flash_path, firmware_dir=registry).start()
+    again = SimCard(channels=2, flash=card.flash_path, firmware_dir=registry, speed=SPEED).start()
     try:
         host, hello, s = settled(again, (1, 2, 0))
         assert (s.running, s.states, s.versions) == (1, ("confirmed", "confirmed"), (N, (1, 2, 0)))
@@ -171,6 +172,24 @@ def test_an_image_whose_self_test_fails_is_reverted_with_the_reason(card, regist
     assert s.states == ("confirmed", "reverted") and s.versions[1] == (1, 3, 0)
     assert (s.reason, s.reverted_slot) == ("self-test failed", 1)
     assert control(card, op="status")["last_revert"] == {"reason": "self-test failed", "slot": 1}
+    host.close()
+
+
+def hangs_in_self_test(app: str) -> str:
+    marker = "    def self_test(self, now):\n"
+    assert marker in app
+    return app.replace(marker, marker + "        while True:  # this image hangs before its self-test ends\n"
+                                        "            time.sleep_ms(10)\n")
+
+
+def test_a_trial_that_hangs_is_reset_by_the_watchdog_and_reverted_as_such(card, registry, tmp_path):
+    hung = image_of(registry, tree(tmp_path, "hung", (1, 5, 0), hangs_in_self_test))
+    host, _ = connect(card.url)
+    assert host.send_image(hung) == wire.IR_OK
+    host.reset()
+    host.close()
+    host, hello, s = settled(card, N)
+    assert s.states == ("confirmed", "reverted") and (s.reason, s.reverted_slot) == ("watchdog reset", 1)
     host.close()
 
 
@@ -253,7 +272,7 @@ def ops_of_one_update(tmp_path_factory, n1_tree) -> tuple[int, int]:
     d = tmp_path_factory.mktemp("count")
     reg = d / "firmware"
     reg.mkdir()
-    c = SimCard(channels=2, flash=d / "card.flash", firmware_dir=reg).start()
+    c = SimCard(channels=2, flash=d / "card.flash", firmware_dir=reg, speed=SPEED).start()
     try:
         return update_ops(c, image_of(reg, n1_tree))
     finally:
@@ -301,6 +320,7 @@ def test_simctl_card_keeps_its_flash_file_and_switches_power_from_the_control_po
             return await c.call("status")
 
     sim = sim_factory("--channels", "2", "--flash", str(flash), "--firmware-dir", str(registry))
+    wait_for(lambda: asyncio.run(status(sim))["power"]["stage"] == "app", 10, "the card's first boot")
     st = asyncio.run(status(sim))
     assert st["flash"]["file"] == str(flash) and st["slots"][0]["state"] == "confirmed"
     st = asyncio.run(status(sim, op="power", on=False))
