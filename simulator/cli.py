@@ -55,15 +55,17 @@ async def serve_card(args: argparse.Namespace) -> int:
     # CPython's 5 ms) keeps a pump from waiting behind the firmware's work (docs/simulator.md)
     sys.setswitchinterval(0.001)
     card = SimCard(channels=args.channels, baud=args.baud, speed=args.speed, law=args.law,
-                   country=args.country, port=args.port, seed=args.seed).start()
+                   country=args.country, port=args.port, seed=args.seed, flash=args.flash,
+                   firmware_dir=args.firmware_dir).start()
     card.uart.faults.ber_up = card.uart.faults.ber_down = args.ber
     ctl = ControlServer(card)
     host, port = await ctl.start(port=args.control_port)
     info = {"serial": card.url, "control": f"{host}:{port}", "channels": args.channels, "baud": args.baud,
-            "speed": args.speed}
+            "speed": args.speed, "flash": str(card.flash_path)}
     print(f"simulated line card: {args.channels} lines, {args.baud} baud, speed x{args.speed:g}")
     print(f"  serial port : {card.url}")
-    print(f"  control     : {host}:{port}   (simctl call --sim {host}:{port} ...)", flush=True)
+    print(f"  control     : {host}:{port}   (simctl call --sim {host}:{port} ...)")
+    print(f"  flash       : {card.flash_path}", flush=True)
     if args.info_file:  # written whole, then renamed: a reader never sees half of it
         tmp = Path(args.info_file + ".tmp")
         try:
@@ -187,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ber", type=_arg(_field("fault", "ber")), default=0.0, help="bit-error rate injected both ways (default 0)")
     c.add_argument("--seed", type=_arg(schema.Int(lo=0, hi=2**31 - 1), int), default=1, help="seed for injected faults")
     c.add_argument("--info-file", help="write the serial URL and control address here as JSON")
+    c.add_argument("--flash", help="the card's flash chip, kept in this file across power cycles and runs "
+                                   "(created with the factory image if missing; default: a new file for this run)")
+    c.add_argument("--firmware-dir", help="folder of card source trees (copies of firmware/card) whose images the "
+                                          "card may run (docs/simulator.md, \"Which code runs\")")
 
     k = sub.add_parser("call", help="place a scripted call and report what happened as JSON",
                        description="Ring a line (with caller ID), wait for the node to answer, send digits / "
@@ -222,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--drop", type=_arg(_field("fault", "drop_up")), help="byte drop probability both ways")
     r = sub.add_parser("reset", help="reset the card (like its reset line)")
     r.add_argument("--sim", default=DEFAULT_SIM)
+    w = sub.add_parser("power", help="switch the card's power off or on (the flash keeps what it holds)")
+    w.add_argument("state", choices=("on", "off"))
+    w.add_argument("--sim", default=DEFAULT_SIM)
+    u = sub.add_parser("cut", help="cut the card's power at a point to come (a flash operation, a byte of an "
+                                   "image, the reboot, the trial), or disarm with none",
+                       description="The card stays off after the cut until `simctl power on`.")
+    u.add_argument("at", choices=_field("cut", "at").options)
+    u.add_argument("--n", type=_arg(_field("cut", "n"), int), help="flash_op: the Nth erase or write from now; "
+                                                                    "image_byte: the image offset")
+    u.add_argument("--sim", default=DEFAULT_SIM)
     sub.add_parser("ops", help="the control port's ops, their fields and what each accepts")
     return p
 
@@ -246,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_simple(args, "fault", **kw))
         if args.cmd == "reset":
             return asyncio.run(run_simple(args, "reset_card"))
+        if args.cmd == "power":
+            return asyncio.run(run_simple(args, "power", on=args.state == "on"))
+        if args.cmd == "cut":
+            return asyncio.run(run_simple(args, "cut", at=args.at, **({} if args.n is None else {"n": args.n})))
         if args.cmd == "ops":
             return print_ops()
     except (SimError, OSError, ValueError) as exc:

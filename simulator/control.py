@@ -23,13 +23,17 @@ from drivers import audiofile as media
 from drivers.dsp import CallerId, Noise
 from firmware.card.wire import CHANNEL_COUNTERS, LINK_COUNTERS
 
-from . import schema
+from . import mpy_shims, schema, spi_nor
 from .analysis import Spotter, analyse, spot
 from .card import SimCard
 from .pstn import dtmf_audio
 from .schema import MISSING, RequestError
 
 log = logging.getLogger("simulator.control")
+
+
+RESET_CAUSES = {mpy_shims.PWRON_RESET: "power on", mpy_shims.HARD_RESET: "reset line",
+                mpy_shims.WDT_RESET: "watchdog", mpy_shims.SOFT_RESET: "machine.reset()"}
 
 
 class ControlError(ValueError):
@@ -171,6 +175,14 @@ class ControlServer:
             "lines": [{"line": ln.ch + 1, "offhook": ln.offhook, "ringing": ln.ring_start is not None,
                        "rings": ln.rings, "answered": ln.answered.is_set(), "pulses": ln.pulses,
                        "flashes": ln.flashes} for ln in c.lines],
+            "power": {"on": c.powered, "stage": c.stage, "reset_cause": RESET_CAUSES.get(c.reset_cause)},
+            "flash": {"chip": "W25Q16JV", "file": str(c.flash_path), "size": c.nor.size,
+                      "block_size": c.nor.block_size, "page_size": spi_nor.PAGE, "erases": c.nor.erases,
+                      "writes": c.nor.writes, "ops": c.nor.ops, "reads": c.nor.reads},
+            "cut": c.cut, "last_cut": c.last_cut,
+            "running_slot": c.running_slot if c.stage == "app" else None,
+            "running_tree": None if c.running_tree is None or c.stage != "app" else str(c.running_tree),
+            **c.slots(),
             "firmware": None if fw is None else {
                 "link": dict(zip(LINK_COUNTERS, fw.link.counters)),
                 "lines": [dict(zip(CHANNEL_COUNTERS, ln.counters)) for ln in fw.lines],
@@ -309,6 +321,20 @@ class ControlServer:
             if k in args:
                 setattr(f, k, args[k])
         return {"faults": asdict(f)}
+
+    async def op_power(self, args: dict) -> dict:
+        self.card.power(args["on"])
+        if not args["on"]:  # answered once the firmware has stopped
+            await self._card_wait(lambda: self.card.stage == "off", 2000)
+        return {"on": self.card.powered, "boots": self.card.boots, "stage": self.card.stage}
+
+    async def op_cut(self, args: dict) -> dict:
+        if args["at"] == "none":
+            self.card.clear_cut()
+            return {"cut": None, "ops": self.card.nor.ops}
+        if not self.card.powered:
+            raise ControlError("the card is off: power it on first (a cut strikes a running card)")
+        return {"cut": self.card.arm_cut(args["at"], args["n"]), "ops": self.card.nor.ops}
 
     async def op_reset_card(self, args: dict) -> dict:
         boots = self.card.boots

@@ -98,6 +98,23 @@ class WDT:
         return board().watchdog(timeout)
 
 
+class SPI:
+    def __new__(cls, unit, baudrate=1000000, *, polarity=0, phase=0, **_kw):
+        return board().spi_bus(unit)
+
+
+# machine.reset_cause() values, as MicroPython numbers them
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+def reset_cause() -> int:
+    return board().reset_cause
+
+
 def reset():
     raise CardReset("machine.reset()")
 
@@ -117,8 +134,10 @@ def _identity(f):
 def install() -> None:
     """Make ``import machine`` / ``import micropython`` and ``time.ticks_ms`` work on CPython."""
     machine = types.ModuleType("machine")
-    for name, obj in {"Pin": Pin, "ADC": ADC, "I2S": I2S, "UART": UART, "WDT": WDT, "reset": reset,
-                      "unique_id": unique_id}.items():
+    for name, obj in {"Pin": Pin, "ADC": ADC, "I2S": I2S, "UART": UART, "WDT": WDT, "SPI": SPI, "reset": reset,
+                      "reset_cause": reset_cause, "unique_id": unique_id, "PWRON_RESET": PWRON_RESET,
+                      "HARD_RESET": HARD_RESET, "WDT_RESET": WDT_RESET, "DEEPSLEEP_RESET": DEEPSLEEP_RESET,
+                      "SOFT_RESET": SOFT_RESET}.items():
         setattr(machine, name, obj)
     micropython = types.ModuleType("micropython")
     micropython.const = _const

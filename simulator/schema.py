@@ -351,6 +351,20 @@ def _dtmf(args: dict) -> None:
                                      f"send at most {MAX_AUDIO_MS / 1000:g} s in one request")
 
 
+def _cut(args: dict) -> None:
+    at, n = args["at"], args["n"]
+    if at in ("flash_op", "image_byte") and n is None:
+        raise RequestError("n", f"is missing: cut at {at} needs n ({CUT_N[at]})")
+    if at in ("reboot", "trial", "none") and n is not None:
+        raise RequestError("n", f"must be left out for cut at {at} (it takes no number)")
+    if at == "flash_op" and n < 1:
+        raise RequestError("n", f"must be at least 1 for cut at flash_op ({CUT_N[at]}), not {n}")
+
+
+CUT_N = {"flash_op": "the Nth flash erase or write from now, 1 = the next",
+         "image_byte": "the image offset whose byte the cut strikes, 0 = the header's first"}
+
+
 def _listen(args: dict) -> None:
     until = args["until"]
     if until is not None and until not in args["prompts"]:
@@ -416,6 +430,13 @@ OPS: dict[str, Op] = {
         **{k: Num(lo=0, hi=0.5) for k in ("drop_up", "drop_down")},
     }),
     "reset_card": Op({}),
+    "power": Op({"on": Bool(required=True, note="false: cut the power now; true: power the card up")}),
+    "cut": Op({
+        "at": Choice(options=("flash_op", "image_byte", "reboot", "trial", "none"), required=True,
+                     note="none: disarm"),
+        "n": Nullable(inner=Int(lo=0, hi=2**31 - 1), default=None, note="flash_op: " + CUT_N["flash_op"]
+                      + "; image_byte: " + CUT_N["image_byte"]),
+    }, _cut),
 }
 
 

@@ -9,7 +9,9 @@ except ImportError:  # CPython (the simulator)
         return x
 
 from . import board, logring, wire
+from .bootmeta import REV_SELF_TEST, TRIAL
 from .highway import Highway
+from .image_header import H_MAJOR, H_MINOR, H_PATCH
 from .image_rx import ImageReceiver
 from .line import FxoLine
 from .link import CardLink
@@ -19,6 +21,9 @@ HOST_TIMEOUT_MS = const(2000)
 WATCHDOG_MS = const(2000)
 MAX_LAG_FRAMES = const(5)
 IMAGE_SLACK_MS = const(5)  # an IMAGE frame is served only when the next audio tick is further away
+# the self-test after every boot (a trial is confirmed when it passes, reverted when it fails):
+CODEC_TICKS = const(25)  # every codec must answer within the first 25 highway blocks (500 ms)
+SELF_TEST_MS = const(15000)  # and the host must sync within 15 s of the boot
 
 CAPS = (wire.CAP_PULSE_DIAL | wire.CAP_POLARITY | wire.CAP_LOOP_CURRENT | wire.CAP_CALLER_ID
         | wire.CAP_GAIN | wire.CAP_REDUNDANCY)
@@ -47,16 +52,23 @@ class Card:
         # the card's last events, kept in RAM (logring.py); one logger per card, so a reboot of a
         # simulated card replaces its ring
         self.log, self.ring = logring.attach("card.%02x%02x" % (self.hw.uid[-2], self.hw.uid[-1]))
-        self.log.info("boot %04x fw %d.%d.%d", self.boot_id, board.FW_VERSION[0], board.FW_VERSION[1],
-                      board.FW_VERSION[2])
-        self.image_rx = ImageReceiver(updater, self.link.send)  # updater: card/updater.py, after boot()
+        self.updater = updater  # card/updater.py, after boot(); None: a card without one
+        self.version = running_version(updater)
+        self.log.info("boot %04x fw %d.%d.%d slot %d", self.boot_id, self.version[0], self.version[1],
+                      self.version[2], updater.running if updater is not None else -1)
+        self.image_rx = ImageReceiver(updater, self.link.send)
+        # the self-test: which codecs answered, whether the host synced, highway blocks looked at
+        self.testing = True
+        self.codecs_ok = 0
+        self.host_synced = False
+        self.test_ticks = 0
 
     def emit(self, ch, code, value):
         body = struct.pack(wire.EVENT, code, value, time.ticks_ms() & 0xFFFFFFFF)
         self.link.send_reliable(wire.T_EVENT, ch, body)
 
     def hello(self):
-        v = board.FW_VERSION
+        v = self.version
         body = struct.pack(wire.HELLO, wire.PROTO_VERSION, v[0], v[1], v[2], self.channels,
                            wire.LAW_ULAW if self.law_ulaw else wire.LAW_ALAW, CAPS, self.boot_id, board.BOARD_ID)
         self.link.send(wire.T_HELLO, wire.BROADCAST, 0, body)
@@ -142,6 +154,7 @@ class Card:
         elif ftype == wire.T_ACK:  # a retried command seen before: acknowledge again
             self.link.ack(seq, wire.ST_OK)
         elif ftype == wire.T_SYNC:
+            self.host_synced = True
             self.link.reset_session()
             self.log.info("host sync")
             self.hello()
@@ -176,6 +189,44 @@ class Card:
             ln.rotate_up()
         self.highway.transmit()
 
+    # -- the self-test -----------------------------------------------------------------------------
+    def codec_answers(self, ch):
+        # a line's codec (DAA) answers when it drives its time slot: a DAA that is missing, dead
+        # or not programmed leaves the slot undriven, and the DR line's pull-down reads 0x00 for
+        # every octet, which no G.711 codec sends for 20 ms (μ-law: full-scale negative DC; the
+        # idle codes are 0xFF μ-law and 0xD5 A-law)
+        return self.highway.slot_driven(ch)
+
+    def self_test(self, now):
+        # once per tick until it ends: every codec answers within CODEC_TICKS blocks and the
+        # host syncs (the link is up) within SELF_TEST_MS of the boot
+        if self.test_ticks < CODEC_TICKS:
+            self.test_ticks += 1
+            for ch in range(self.channels):
+                if not self.codecs_ok & (1 << ch) and self.codec_answers(ch):
+                    self.codecs_ok |= 1 << ch
+        every = (1 << self.channels) - 1
+        if self.codecs_ok == every and self.host_synced:
+            self.self_test_done(True)
+        elif self.test_ticks >= CODEC_TICKS and self.codecs_ok != every:
+            self.self_test_done(False, "codecs %02x of %02x answer" % (self.codecs_ok, every))
+        elif time.ticks_diff(now, self.started) > SELF_TEST_MS:
+            self.self_test_done(False, "no host sync")
+
+    def self_test_done(self, ok, why=""):
+        self.testing = False
+        up = self.updater
+        trial = up is not None and up.running >= 0 and up.state(up.running) == TRIAL
+        if ok:
+            self.log.info("self-test passed")
+            if trial:
+                self.log.info("trial confirmed (result %d)", up.confirm())
+            return
+        self.log.warning("self-test failed: %s", why)
+        if trial:  # back to the previous image: the updater keeps why, the card reports it in SLOTS
+            up.reject(REV_SELF_TEST)
+            self.hw.reset()
+
     def run(self):
         wdt = self.hw.watchdog(WATCHDOG_MS)
         on_frame = self.on_frame  # bound once: MicroPython makes a new bound method at each lookup
@@ -188,6 +239,8 @@ class Card:
             self.link.poll_each(on_frame)
             if time.ticks_diff(now, next_frame) >= 0:
                 self.frame_tick(next_frame)
+                if self.testing:
+                    self.self_test(next_frame)
                 next_frame = time.ticks_add(next_frame, wire.FRAME_MS)
                 if time.ticks_diff(now, next_frame) > MAX_LAG_FRAMES * wire.FRAME_MS:
                     self.lag_skips += 1  # far behind (a stall): restart the clock, do not burst
@@ -203,3 +256,12 @@ class Card:
             self.link.service(now)
             wdt.feed()
             time.sleep_ms(1)
+
+
+def running_version(updater):
+    # the version of the image that runs (its header's), or the firmware's own for a card with no image
+    if updater is not None and updater.running >= 0:
+        h = updater.header(updater.running)
+        if h is not None:
+            return (h[H_MAJOR], h[H_MINOR], h[H_PATCH])
+    return board.FW_VERSION

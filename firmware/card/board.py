@@ -16,6 +16,13 @@ PCM_BITS = 32
 PCM_IBUF = 5120
 I2S_TX = 0  # DX: card -> lines; drives the highway's bit clock (PCM_CLK) and frame sync (PCM_FS)
 I2S_RX = 1  # DR: lines -> card, on the same clock
+# the firmware images live on an SPI NOR chip, a Winbond W25Q16JV (spi_nor.py), on SPI 1 with
+# its chip select on FLASH_CS: 2 MiB, 4 KiB erase sectors, 256-byte program pages
+FLASH_SPI = 1
+FLASH_HZ = 20000000
+FLASH_SIZE = 2 * 1024 * 1024
+FLASH_BLOCK = 4096
+FLASH_PAGE = 256
 
 
 class Hardware:
@@ -46,6 +53,17 @@ class Hardware:
 
     def watchdog(self, ms):
         return machine.WDT(timeout=ms)
+
+    def watchdog_reset(self):
+        # whether the last reset was the watchdog's (the updater reverts a trial that ended so)
+        return machine.reset_cause() == machine.WDT_RESET
+
+    def flash(self):
+        from .spi_nor import SpiNor
+
+        cs = machine.Pin("FLASH_CS", machine.Pin.OUT, value=1)
+        spi = machine.SPI(FLASH_SPI, baudrate=FLASH_HZ, polarity=0, phase=0)
+        return SpiNor(spi, cs, FLASH_SIZE, FLASH_BLOCK, FLASH_PAGE)
 
     def reset(self):
         machine.reset()

@@ -46,6 +46,15 @@ class Highway:
                 dst[i] = table[src[j]]
                 j += SLOTS
 
+    def slot_driven(self, slot):
+        # whether the last block received holds anything but 0x00 in this slot: an undriven slot
+        # (no chip answering in it) reads 0x00 through the DR line's pull-down
+        src = self.rx_block
+        for j in range(SLOT_BYTE[slot], len(src), SLOTS):
+            if src[j]:
+                return True
+        return False
+
     def write_slot(self, slot, src, table):
         # 160 octets for line `slot` (src None: idle) into the next block, through a gain table
         dst = self.tx_block

@@ -12,7 +12,7 @@ import pytest
 from tests.firmware.mpy_vm import MicroPythonVM, VMUnavailable, checks
 from tests.firmware.test_wire import COBS_CASES, GOLDEN, unhex
 
-MODULES = ["vm_wire", "vm_playout", "vm_link", "vm_line", "vm_card", "vm_logring", "vm_updater"]
+MODULES = ["vm_wire", "vm_playout", "vm_link", "vm_line", "vm_card", "vm_logring", "vm_updater", "vm_selftest", "vm_spi_nor"]
 CHECKS = [(m, f) for m in MODULES for f in checks(m) if f not in ("test_golden", "test_cobs")]
 
 

@@ -60,8 +60,8 @@ def test_good_requests_get_their_defaults_and_their_values():
 
 def test_every_op_takes_its_defaults():
     for name, op in schema.OPS.items():
-        needed = {k: "1" if k == "digits" else "hi" if k == "text" else "/a.wav"
-                  for k, f in op.fields.items() if f.required}
+        given = {"digits": "1", "text": "hi", "on": True, "at": "reboot"}
+        needed = {k: given.get(k, "/a.wav") for k, f in op.fields.items() if f.required}
         assert schema.validate({"op": name, **needed}, CTX)[0] == name
 
 
@@ -89,6 +89,9 @@ def test_the_docs_list_the_bounds_as_the_validator_has_them():
     (["call", "--say", "x" * 6000], "argument --say: must be 1 to 5000 characters of text"),
     (["call", "--cid-number", "138-0013"], "argument --cid-number: must be up to 20 digits 0-9"),
     (["fault", "--drop", "2"], "argument --drop: must be a number from 0 to 0.5"),
+    (["power", "half"], "argument state: invalid choice: 'half'"),
+    (["cut", "flash_op", "--n", "-1"], "argument --n: must be a whole number from 0 to 2147483647, not -1"),
+    (["cut", "sometime"], "argument at: invalid choice: 'sometime'"),
 ])
 def test_simctl_refuses_a_bad_argument_by_name(argv, says, capsys):
     with pytest.raises(SystemExit) as exc:
