@@ -80,7 +80,7 @@ def _archive(p: Package, cache: Path) -> bytes:
                          f"{hashlib.sha256(data).hexdigest()}, the pin says {p.sha256}: the published file "
                          "changed or the download was tampered with; nothing was built")
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.part")  # builds in parallel write their own
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return data
