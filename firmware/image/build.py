@@ -9,6 +9,7 @@ The board id and version come from the card's own ``board.py``, so the header sa
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import shutil
 import subprocess
@@ -50,11 +51,31 @@ def mpy_cross_version(tool: str) -> str:
     return subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=COMPILE_S).stdout.strip()
 
 
+def parse_python(source: bytes) -> ast.Module:
+    """ast.parse, around a CPython 3.11 bug (gh-106905, fixed in 3.11.8 and 3.12): building the
+    AST's Python objects can be interrupted by a garbage collection that runs another thread's
+    code, and the interpreter-wide depth counter then fails the parse with a spurious
+    "SystemError: AST constructor recursion depth mismatch". No collection during the parse, and
+    one retry should it happen anyway."""
+    for attempt in range(2):
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return ast.parse(source)
+        except SystemError as exc:
+            if "recursion depth mismatch" not in str(exc) or attempt:
+                raise
+        finally:
+            if was:
+                gc.enable()
+    raise AssertionError("unreachable")
+
+
 def card_constants(card_dir: Path) -> tuple[str, tuple[int, int, int]]:
     """BOARD_ID and FW_VERSION as the card's board.py sets them."""
     path = card_dir / "board.py"
     try:
-        tree = ast.parse(path.read_bytes())
+        tree = parse_python(path.read_bytes())
     except (OSError, SyntaxError) as exc:
         raise ImageError(f"{path}: cannot read the card's board id and version ({exc}): give --card-dir the "
                          "folder of the card's sources (firmware/card)") from None
@@ -88,7 +109,7 @@ def check_imports(mods: list[Module], resolved: list[mplib.Resolved]) -> None:
     used: set[str] = set()
     for m in mods:
         try:
-            tree = ast.parse(m.source)
+            tree = parse_python(m.source)
         except SyntaxError as exc:
             raise ImageError(f"{m.name}: syntax error at line {exc.lineno}: {exc.msg}") from None
         for node in ast.walk(tree):
