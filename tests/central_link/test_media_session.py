@@ -1,0 +1,129 @@
+"""The node's media session against a plain aiortc peer (the agent), both on 127.0.0.1, in real
+time: tones both ways at the right frequency through the line's hal.AudioPort, G.711 only,
+loopback candidates only, and a lost packet that adds no lasting delay on our receive path."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+import pytest
+
+from central_link.media.codecs import audio_codecs
+from central_link.media.ice import IceConfig
+from central_link.media.session import MediaError, MediaSession
+from drivers.dsp import ALAW, ULAW
+
+from .peers import Agent, Line, dominant, until
+
+ICE = IceConfig.loopback()
+WAIT = 10  # seconds for anything that takes ~40 ms unloaded: connecting, a second of audio
+
+
+def candidates(sdp: str) -> list[str]:
+    return [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+def payload_types(sdp: str) -> set[str]:
+    m = re.search(r"^m=audio \d+ \S+ (.*)$", sdp, re.M)
+    return set(m.group(1).split())
+
+
+@pytest.mark.parametrize("law,mime", [(ULAW, "audio/PCMU"), (ALAW, "audio/PCMA")])
+async def test_tones_cross_both_ways_in_the_lines_law(law, mime):
+    line, agent = Line(600), Agent(ICE, 1000)
+    node = MediaSession(line.port, law=law, ice=ICE)
+    line.start(node)  # the line ticks from the start, as a real one does
+    try:
+        offer = await node.offer()
+        assert audio_codecs(offer)[0] == mime  # the line's law first: no transcode for the card
+        await node.accept_answer(await agent.answer(offer))
+        await node.wait_connected(WAIT)
+        assert node.law == law
+        start = len(line.played)
+        await until(lambda: len(agent.heard) >= 60 and len(line.played) >= start + 60, WAIT, "a second of audio")
+        freq, purity = dominant(agent.heard[-40:])
+        assert abs(freq - 600) <= 10 and purity > 0.9, (freq, purity)  # encoded once, in the agreed law
+        freq, purity = dominant(line.played[-40:])
+        assert abs(freq - 1000) <= 10 and purity > 0.9, (freq, purity)  # decoded once, to the AudioPort
+        assert node.stats()["received"] >= 40
+    finally:
+        await line.stop()
+        await node.close()
+        await agent.close()
+
+
+async def test_sdp_has_only_g711_and_loopback_candidates_both_as_offer_and_answer():
+    node, agent = MediaSession(Line().port, ice=ICE), Agent(ICE)
+    try:
+        offer = await node.offer()
+        assert payload_types(offer) == {"0", "8"}
+        assert set(audio_codecs(offer)) == {"audio/PCMU", "audio/PCMA"}
+        assert candidates(offer) and all(c.split()[4].startswith("127.") for c in candidates(offer))
+        assert all(c.split()[7] == "host" for c in candidates(offer))  # no server-reflexive, no relay
+    finally:
+        await node.close()
+        await agent.close()
+    node, agent = MediaSession(Line().port, ice=ICE), Agent(ICE)
+    try:
+        agent_offer = await agent.offer()
+        assert "opus" in agent_offer.lower()  # aiortc offers Opus and G.722 first ...
+        answer = await node.answer(agent_offer)
+        assert payload_types(answer) <= {"0", "8"} and audio_codecs(answer)[0] == "audio/PCMU"  # ... we do not
+        assert candidates(answer) and all(c.split()[4].startswith("127.") for c in candidates(answer))
+        await agent.accept_answer(answer)
+        await node.wait_connected(WAIT)
+    finally:
+        await node.close()
+        await agent.close()
+
+
+async def test_an_sdp_without_g711_or_without_audio_is_refused_clearly():
+    node = MediaSession(Line().port, ice=ICE)
+    try:
+        agent = Agent(ICE)
+        offer = await agent.offer()
+        await agent.close()
+        opus_only = re.sub(r"^(m=audio \d+ \S+) .*$", r"\1 111", offer, flags=re.M)
+        opus_only = "\r\n".join(ln for ln in opus_only.splitlines()
+                                if not re.match(r"a=(rtpmap|fmtp|rtcp-fb):(?!111 )", ln)) + "\r\n"
+        with pytest.raises(MediaError, match="no PCMU or PCMA"):
+            await node.answer(opus_only)
+        with pytest.raises(MediaError, match="not an SDP with audio"):
+            await node.answer("hello")
+    finally:
+        await node.close()
+
+
+async def test_a_lost_packet_adds_no_lasting_delay_on_our_receive_path():
+    line, agent = Line(600), Agent(ICE, 1000)
+    node = MediaSession(line.port, ice=ICE)
+    line.start(node)
+    sent = 0
+    send_rtp = agent.transceiver.sender.transport._send_rtp
+
+    async def lossy(data: bytes) -> None:  # the network drops the agent's 100th RTP packet
+        nonlocal sent
+        sent += 1
+        if sent != 100:
+            await send_rtp(data)
+
+    agent.transceiver.sender.transport._send_rtp = lossy
+    try:
+        await node.accept_answer(await agent.answer(await node.offer()))
+        await node.wait_connected(WAIT)
+        waits = node.playout.waits_ms
+        await until(lambda: sent >= 95, WAIT, "the agent's first 95 packets")
+        before = list(waits)[-40:]
+        played = node.playout.buffer.stats.played
+        await until(lambda: node.playout.buffer.stats.played >= played + 60, WAIT, "60 frames after the loss")
+        after = list(waits)[-40:]
+        s = node.playout.buffer.stats
+        assert s.lost + s.held >= 1  # the loss was seen and concealed
+        assert statistics.median(after) <= statistics.median(before) + 5, (before, after)
+        assert max(after) < 45  # aiortc's own buffer would hold every frame ~280 ms from here on
+        assert node.playout.buffer.depth <= 2
+    finally:
+        await line.stop()
+        await node.close()
+        await agent.close()
