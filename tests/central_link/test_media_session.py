@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections import Counter
+from fractions import Fraction
 
+import av
+import numpy as np
 import pytest
+from aiortc.codecs.g711 import PcmEncoder
 
 from central_link.media.codecs import audio_codecs
 from central_link.media.ice import IceConfig
 from central_link.media.session import MediaError, MediaSession
-from drivers.dsp import ALAW, ULAW
+from central_link.media.track import LineTrack
+from drivers.dsp import ALAW, G711, ULAW
 
 from .peers import Agent, Line, dominant, until
 
@@ -30,7 +36,15 @@ def payload_types(sdp: str) -> set[str]:
 
 
 @pytest.mark.parametrize("law,mime", [(ULAW, "audio/PCMU"), (ALAW, "audio/PCMA")])
-async def test_tones_cross_both_ways_in_the_lines_law(law, mime):
+async def test_tones_cross_both_ways_in_the_lines_law(law, mime, monkeypatch):
+    encoded: Counter[int] = Counter()  # aiortc's G.711 encoder calls, per encoder
+    real_encode = PcmEncoder.encode
+
+    def counting(self, frame, force_keyframe=False):
+        encoded[id(self)] += 1
+        return real_encode(self, frame, force_keyframe)
+
+    monkeypatch.setattr(PcmEncoder, "encode", counting)
     line, agent = Line(600), Agent(ICE, 1000)
     node = MediaSession(line.port, law=law, ice=ICE)
     line.start(node)  # the line ticks from the start, as a real one does
@@ -47,10 +61,27 @@ async def test_tones_cross_both_ways_in_the_lines_law(law, mime):
         freq, purity = dominant(line.played[-40:])
         assert abs(freq - 1000) <= 10 and purity > 0.9, (freq, purity)  # decoded once, to the AudioPort
         assert node.stats()["received"] >= 40
+        ours = node.transceiver.sender._RTCRtpSender__encoder
+        assert ours is not None and encoded[id(ours)] == 0  # aiortc's encoder never ran for the node ...
+        assert sum(encoded.values()) >= 40  # ... while the plain peer's did, frame by frame
     finally:
         await line.stop()
         await node.close()
         await agent.close()
+
+
+@pytest.mark.parametrize("law", [ULAW, ALAW])
+async def test_the_track_hands_aiortc_20_ms_packets_encoded_once_in_the_calls_law(law):
+    track = LineTrack(ULAW, depth=3)
+    track.law = law  # as negotiation settles it
+    frames = [np.full(160, 900 * k, dtype=np.int16) for k in range(5)]
+    for f in frames:
+        track.push(f)
+    got = [await track.recv() for _ in range(3)]
+    assert all(isinstance(p, av.Packet) for p in got)
+    assert [bytes(p) for p in got] == [G711(law).encode(f) for f in frames[2:]]  # the oldest two dropped
+    assert [p.pts for p in got] == [320, 480, 640] and got[0].time_base == Fraction(1, 8000)
+    assert track.dropped == 2
 
 
 async def test_sdp_has_only_g711_and_loopback_candidates_both_as_offer_and_answer():
@@ -99,27 +130,28 @@ async def test_a_lost_packet_adds_no_lasting_delay_on_our_receive_path():
     line, agent = Line(600), Agent(ICE, 1000)
     node = MediaSession(line.port, ice=ICE)
     line.start(node)
-    sent = 0
+    drop = {"armed": False, "dropped": 0}
     send_rtp = agent.transceiver.sender.transport._send_rtp
 
-    async def lossy(data: bytes) -> None:  # the network drops the agent's 100th RTP packet
-        nonlocal sent
-        sent += 1
-        if sent != 100:
-            await send_rtp(data)
+    async def lossy(data: bytes) -> None:  # the network drops one of the agent's RTP packets, once armed
+        if drop["armed"] and not drop["dropped"]:
+            drop["dropped"] = 1
+            return
+        await send_rtp(data)
 
     agent.transceiver.sender.transport._send_rtp = lossy
     try:
         await node.accept_answer(await agent.answer(await node.offer()))
         await node.wait_connected(WAIT)
-        waits = node.playout.waits_ms
-        await until(lambda: sent >= 95, WAIT, "the agent's first 95 packets")
+        stats, waits = node.playout.buffer.stats, node.playout.waits_ms
+        await until(lambda: stats.played >= 50, WAIT, "a second of the agent's audio")
         before = list(waits)[-40:]
-        played = node.playout.buffer.stats.played
-        await until(lambda: node.playout.buffer.stats.played >= played + 60, WAIT, "60 frames after the loss")
+        concealed = stats.lost + stats.held
+        drop["armed"] = True
+        played = stats.played
+        await until(lambda: stats.played >= played + 60, WAIT, "60 frames after the loss")
         after = list(waits)[-40:]
-        s = node.playout.buffer.stats
-        assert s.lost + s.held >= 1  # the loss was seen and concealed
+        assert drop["dropped"] and stats.lost + stats.held > concealed  # the loss was seen and concealed
         assert statistics.median(after) <= statistics.median(before) + 5, (before, after)
         assert max(after) < 45  # aiortc's own buffer would hold every frame ~280 ms from here on
         assert node.playout.buffer.depth <= 2
