@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.media import bench_media  # noqa: E402
 from drivers.dsp import DtmfGenerator, DtmfReceiver  # noqa: E402
 from drivers.dsp._spandsp import ffi, lib  # noqa: E402
 from firmware.card import wire  # noqa: E402
@@ -256,7 +257,11 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="shorter runs (for a smoke check)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    p.add_argument("--media-only", action="store_true", help="only the media path (central_link.media)")
     args = p.parse_args()
+    if args.media_only:
+        return report({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(),
+                       "media": bench_media(args.quick)}, [("benchmark", "result", "target")], args.out)
     secs = 20 if args.quick else 120
     # 120 s of audio takes spandsp ~15 ms: too short a run to time on a shared machine
     dtmf = bench_dtmf(secs * 5, 3 if args.quick else 7)
@@ -266,7 +271,7 @@ def main() -> int:
     load = asyncio.run(node_load(30 if args.quick else 90))
     load["pin_verify_8_at_once_ms"] = asyncio.run(pin_burst(3 if args.quick else 10))
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
-              "framing": eff, "card_path": [cp1, cp8], "node_load": load}
+              "framing": eff, "card_path": [cp1, cp8], "node_load": load, "media": bench_media(args.quick)}
     ratio = dtmf["wrapper_vs_raw"]
     rows = [("benchmark", "result", "target"),
             ("DTMF detect, spandsp via raw cffi", f"{dtmf['raw_cffi']['channels_per_core']} channels/core", ""),
@@ -301,12 +306,46 @@ def main() -> int:
         ("PIN verify, 8 at the same instant (idle node)",
          f"{load['pin_verify_8_at_once_ms']['p50']} / {load['pin_verify_8_at_once_ms']['p99']} ms", "worst case, no target"),
     ]
+    return report(result, rows, args.out)
+
+
+def media_rows(media: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for key in ("calls_8", "calls_30"):
+        m = media[key]
+        lat, snd, rcv = m["one_way_node_added_ms"], m["send_ms"], m["receive_ms"]
+        backlog = m["send_frames_dropped"] == 0 and m["frames_per_s_per_call_min"] >= 49
+        rows += [
+            (f"media, {m['calls']} two-way calls (synthetic frames, agents in another process)", "", ""),
+            ("  node-added one-way latency p50 / p99 (send + receive)", f"{lat['p50']} / {lat['p99']} ms",
+             target(lat["p99"] <= 40, "p99 <= 40 ms") if m["calls"] >= 30 else ""),
+            ("  send path (line -> RTP) / receive path (RTP -> line) p99",
+             f"{snd['p99']} / {rcv['p99']} ms (p50 {snd['p50']} / {rcv['p50']})", ""),
+            ("  node CPU per call", f"{m['node_cpu_percent_per_call']}% of a core ({m['node_cpu_percent_of_core']}% total)", ""),
+            ("  backlog: frames dropped before aiortc, slowest call's frames/s",
+             f"{m['send_frames_dropped']}, {m['frames_per_s_per_call_min']}/s", target(backlog, "0, >= 49/s")),
+        ]
+    loss = media["calls_8"].get("one_lost_packet_receive_ms")
+    if loss:
+        rows += [
+            ("media, one lost packet: receive delay before / after, ours", f"{loss['ours_before']} / {loss['ours_after']} ms",
+             target(loss["ours_after"] <= loss["ours_before"] + 5, "no lasting delay")),
+            ("  the same through aiortc's own jitter buffer", f"{loss['aiortc_before']} / {loss['aiortc_after']} ms",
+             "for comparison"),
+        ]
+    return rows
+
+
+def report(result: dict, rows: list[tuple[str, str, str]], out: str) -> int:
+    """Print the table (with the media rows), write the JSON, list the targets missed."""
+    if "media" in result:
+        rows = rows + media_rows(result["media"])
     missed = [f"{row[0].strip()}: {row[1]} (target {row[2].removesuffix(' MISSED')})"
               for row in rows[1:] if row[2].endswith("MISSED")]
     result["missed"] = missed
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(out).write_text(json.dumps(result, indent=2))
     print(table(rows))
-    print(f"results written to {args.out}")
+    print(f"results written to {out}")
     for m in missed:
         print(f"MISSED {m}", file=sys.stderr)
     return 1 if missed else 0

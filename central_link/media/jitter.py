@@ -16,9 +16,10 @@ for the rest of the call (aiortc issue #543). Here:
     missing ones, so a lost packet costs one concealed frame and no delay;
 - a frame that turns up after its slot was concealed is **late** and dropped; one already here is a
   **duplicate** and dropped;
-- delay that a late burst or a slow far clock left behind is taken back: when the buffer never
-  fell below ``cushion + 1`` frames for a whole ``window`` of ticks, the surplus oldest frames are
-  dropped (**catch-up**), so the delay returns to what it was within one window;
+- delay that a late burst or a slow far clock left behind is taken back: once the buffer has held
+  more than ``cushion`` frames after every tick for ``window`` ticks in a row, the surplus (the
+  fewest it held beyond the cushion) is dropped, oldest first (**catch-up**), so the delay returns
+  to what it was one window after it grew;
 - a timestamp more than ``capacity`` frames away from the playout point starts a new timeline
   (**resync**): the far end restarted or jumped.
 
@@ -58,7 +59,7 @@ class JitterBuffer:
     """Frames of one RTP stream by timestamp, handed out one per line tick (see the module doc).
 
     ``capacity`` frames bound the buffer (and how far a timestamp may jump before it starts a new
-    timeline); ``window`` ticks is how long a surplus must last before it is dropped; ``cushion``
+    timeline); ``window`` ticks is how long a surplus must last before it is dropped (25: 0.5 s); ``cushion``
     frames are kept on purpose (0: the least delay; more rides out network jitter).
     """
 
@@ -159,17 +160,20 @@ class JitterBuffer:
         return got[0]
 
     def _observe(self) -> None:
-        self._low = min(self._low, len(self._frames))
+        depth = len(self._frames)
+        if depth <= self.cushion:
+            self._low, self._ticks = self.capacity, 0  # no surplus: nothing to take back
+            return
+        self._low = min(self._low, depth)
         self._ticks += 1
         if self._ticks < self.window:
             return
-        surplus = self._low - self.cushion
-        if surplus > 0:
-            for _ in range(surplus):  # the oldest first (they would play next)
-                first = min(self._frames)
-                del self._frames[first]
-                self._next = first + FRAME
-            self.stats.caught_up += surplus
+        surplus = self._low - self.cushion  # frames that waited here through the whole window
+        for _ in range(surplus):  # the oldest first (they would play next)
+            first = min(self._frames)
+            del self._frames[first]
+            self._next = first + FRAME
+        self.stats.caught_up += surplus
         self._low, self._ticks = self.capacity, 0
 
 

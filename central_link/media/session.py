@@ -45,12 +45,12 @@ class MediaSession:
     the line's G.711 law (preferred in negotiation); ``ice`` where media may go."""
 
     def __init__(self, sink: AudioSink, *, law: int = ULAW, ice: IceConfig | None = None,
-                 jitter: JitterBuffer | None = None) -> None:
+                 jitter: JitterBuffer | None = None, track: LineTrack | None = None) -> None:
         self.sink = sink
         self.ice = ice or IceConfig()
         self.law = law  # the law both sides send with, once negotiated
         self.pc = RTCPeerConnection(configuration=self.ice.rtc_configuration())
-        self.track = LineTrack(law)
+        self.track = track or LineTrack(law)
         self.playout = Playout(jitter or JitterBuffer())
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         self.transceiver.setCodecPreferences(preferences(law))
