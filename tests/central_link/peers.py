@@ -50,10 +50,10 @@ class ToneTrack(MediaStreamTrack):
 class Agent:
     """A plain aiortc peer: sends a tone, keeps what it hears (decoded by aiortc)."""
 
-    def __init__(self, ice: IceConfig, freq: int = 1000) -> None:
+    def __init__(self, ice: IceConfig, freq: int = 1000, track: MediaStreamTrack | None = None) -> None:
         self.ice = ice
         self.pc = RTCPeerConnection(configuration=ice.rtc_configuration())
-        self.transceiver = self.pc.addTransceiver(ToneTrack(freq), direction="sendrecv")
+        self.transceiver = self.pc.addTransceiver(track or ToneTrack(freq), direction="sendrecv")
         ice.restrict(self.pc)  # aioice would not gather on 127.0.0.1 otherwise
         self.heard: list[np.ndarray] = []
         self._pull: asyncio.Task | None = None
