@@ -116,6 +116,11 @@ class MediaSession:
             raise MediaError(f"media did not connect within {timeout} s (state {self.pc.connectionState}, "
                              f"ICE {self.pc.iceConnectionState}): check the ICE networks and TURN servers")
 
+    async def wait_ended(self) -> str:
+        """Until the media connection fails or is closed (the far end gone): its last state."""
+        await self._ended.wait()
+        return self.pc.connectionState
+
     @property
     def connected(self) -> bool:
         return self.pc.connectionState == "connected"

@@ -4,6 +4,7 @@ loopback candidates only, and a lost packet that adds no lasting delay on our re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections import Counter
@@ -106,6 +107,11 @@ async def test_sdp_has_only_g711_and_loopback_candidates_both_as_offer_and_answe
         assert candidates(answer) and all(c.split()[4].startswith("127.") for c in candidates(answer))
         await agent.accept_answer(answer)
         await node.wait_connected(WAIT)
+        ended = asyncio.ensure_future(node.wait_ended())
+        await asyncio.sleep(0)
+        assert not ended.done()  # connected: the call's media goes on
+        await agent.close()  # the agent hangs up
+        assert await asyncio.wait_for(ended, WAIT) in ("closed", "failed")
     finally:
         await node.close()
         await agent.close()
