@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from central_link.media.jitter import FRAME, JitterBuffer, Playout
+from central_link.media.receiver import divert
 from drivers.dsp import G711, ULAW, ToneGenerator, ToneSpec
 
 
@@ -193,3 +194,24 @@ def test_playout_is_silent_before_the_first_packet_and_refuses_other_payload_typ
     assert not p.buffer.started and p.unknown_payload_type == 1
     assert p.put(8, 0, G711(0).encode(np.full(FRAME, 1000, dtype=np.int16))) == "queued"  # PCMA
     assert abs(int(p.tick()[80]) - 1000) < 64
+
+
+def test_rtp_packets_through_the_receiver_hook_across_a_sequence_number_wrap():
+    from aiortc import RTCRtpReceiver
+    from aiortc.rtp import RtpPacket
+
+    class _Transport:  # RTCRtpReceiver only keeps its transport until receive() starts it
+        state = "new"
+
+    receiver = RTCRtpReceiver("audio", _Transport())
+    playout = Playout(clock=lambda: 0.0)
+    divert(receiver, playout)
+    hook = receiver._RTCRtpReceiver__jitter_buffer  # what _handle_rtp_packet calls
+    out = []
+    for k in range(10):  # sequence numbers 65532 .. 65535, 0 .. 5; the 7th packet is lost
+        if k != 6:
+            p = RtpPacket(payload_type=0, sequence_number=(65532 + k) & 0xFFFF, timestamp=5000 + k * FRAME)
+            p.payload = payload(k)
+            assert hook.add(p) == (False, None)  # nothing for aiortc's decoder
+        out.append(playout.buffer.pop())  # one line tick per slot
+    assert out == [payload(k) for k in range(6)] + [None] + [payload(k) for k in (7, 8, 9)]
