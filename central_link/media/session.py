@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from drivers.dsp import ULAW
+from drivers.dsp import ULAW, Noise
 from drivers.dsp.receive import RxFrame
 
 from .codecs import CodecError, negotiated_law, preferences
@@ -28,6 +28,8 @@ from .ice import IceConfig
 from .jitter import JitterBuffer, Playout
 from .receiver import divert
 from .track import LineTrack
+
+COMFORT_NOISE_DBM0 = -65  # what the agent hears while the caller is muted: a line, not dead air
 
 
 class AudioSink(Protocol):
@@ -51,6 +53,9 @@ class MediaSession:
         self.law = law  # the law both sides send with, once negotiated
         self.pc = RTCPeerConnection(configuration=self.ice.rtc_configuration())
         self.track = track or LineTrack(law)
+        self.track.law = law
+        self.muted = False  # caller -> agent replaced by comfort noise (a secure capture)
+        self._noise = Noise(COMFORT_NOISE_DBM0)
         self.playout = Playout(jitter or JitterBuffer())
         self.transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
         self.transceiver.setCodecPreferences(preferences(law))
@@ -126,9 +131,15 @@ class MediaSession:
         return self.pc.connectionState == "connected"
 
     # -- media: one call per 20 ms line slot ---------------------------------------------------
+    def mute(self, muted: bool = True) -> None:
+        """Stop (or restart) passing the caller's audio to the agent: from the next slot on, the
+        agent gets comfort noise instead (while the node collects a PIN, say). Frames already
+        queued for aiortc were heard before this instant."""
+        self.muted = muted
+
     def on_line_frame(self, frame: RxFrame) -> None:
         """The line's tap: send this slot to the agent, play the agent's next frame to the line."""
-        self.track.push(frame.pcm)
+        self.track.push(self._noise.read(len(frame.pcm)) if self.muted else frame.pcm)
         self.sink.write(self.playout.tick())
 
     def stats(self) -> dict:

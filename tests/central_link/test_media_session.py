@@ -87,6 +87,24 @@ async def test_the_track_hands_aiortc_20_ms_packets_encoded_once_in_the_calls_la
     assert track.dropped == 2
 
 
+async def test_muted_the_agent_gets_comfort_noise_from_the_next_slot_and_the_line_again_after():
+    node, codec = MediaSession(Line().port, ice=ICE, track=LineTrack(depth=8)), G711(ULAW)
+    gen = tone(600)
+    try:
+        node.on_line_frame(RxFrame(0, gen.read(160), False))
+        node.mute()
+        for k in range(1, 3):
+            node.on_line_frame(RxFrame(k * 20, gen.read(160), False))  # e.g. a DTMF tone: must not pass
+        node.mute(False)
+        node.on_line_frame(RxFrame(60, gen.read(160), False))
+        sent = [codec.decode(bytes(await asyncio.wait_for(node.track.recv(), WAIT))) for _ in range(4)]
+        rms = [float(np.sqrt(np.mean(f.astype(float) ** 2))) for f in sent]
+        assert rms[0] > 1000 and rms[3] > 1000  # the tone, before and after
+        assert 0 < rms[1] < 30 and 0 < rms[2] < 30  # comfort noise (about -65 dBm0), not the tone, not silence
+    finally:
+        await node.close()
+
+
 async def test_sdp_has_only_g711_and_loopback_candidates_both_as_offer_and_answer():
     node, agent = MediaSession(Line().port, ice=ICE), Agent(ICE)
     try:
