@@ -20,7 +20,7 @@ from central_link.media.codecs import audio_codecs
 from central_link.media.ice import IceConfig
 from central_link.media.session import MediaError, MediaSession
 from central_link.media.track import LineTrack
-from drivers.dsp import ALAW, G711, ULAW
+from drivers.dsp import ALAW, G711, ULAW, dbm0
 from drivers.dsp.receive import RxFrame
 
 from .peers import Agent, Line, dominant, tone, until
@@ -59,10 +59,14 @@ async def test_tones_cross_both_ways_in_the_lines_law(law, mime, monkeypatch):
         assert node.law == law
         start = len(line.played)
         await until(lambda: len(agent.heard) >= 60 and len(line.played) >= start + 60, WAIT, "a second of audio")
+        # the right tone at its level (-10 dBm0): audio decoded in the other law would be at about +2 dBm0;
+        # purity is loose because concealment on a busy machine spreads the spectrum a little
         freq, purity = dominant(agent.heard[-40:])
-        assert abs(freq - 600) <= 10 and purity > 0.9, (freq, purity)  # encoded once, in the agreed law
+        level = dbm0(np.concatenate(agent.heard[-40:]))
+        assert abs(freq - 600) <= 10 and purity > 0.6 and abs(level + 10) < 3, (freq, purity, level)
         freq, purity = dominant(line.played[-40:])
-        assert abs(freq - 1000) <= 10 and purity > 0.9, (freq, purity)  # decoded once, to the AudioPort
+        level = dbm0(np.concatenate(line.played[-40:]))
+        assert abs(freq - 1000) <= 10 and purity > 0.6 and abs(level + 10) < 3, (freq, purity, level)
         assert node.stats()["received"] >= 40
         ours = node.transceiver.sender._RTCRtpSender__encoder
         assert ours is not None and encoded[id(ours)] == 0  # aiortc's encoder never ran for the node ...
