@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.media import bench_media  # noqa: E402
 from drivers.dsp import DtmfGenerator, DtmfReceiver  # noqa: E402
 from drivers.dsp._spandsp import ffi, lib  # noqa: E402
 from firmware.card import wire  # noqa: E402
@@ -341,8 +342,15 @@ def main() -> int:
     p.add_argument("--out", help="where the JSON goes (default bench/results.json; bench/results-flash.json with "
                                  "--only-flash)")
     p.add_argument("--only-flash", action="store_true", help="only the flashing benchmark (seconds, not minutes)")
+    p.add_argument("--media-only", action="store_true", help="only the media path (central_link.media)")
     args = p.parse_args()
-    args.out = args.out or str(ROOT / "bench" / ("results-flash.json" if args.only_flash else "results.json"))
+    args.out = args.out or str(ROOT / "bench" / ("results-flash.json" if args.only_flash else
+                                                 "results-media.json" if args.media_only else "results.json"))
+    if args.media_only:
+        media = bench_media(args.quick)
+        return report([("benchmark", "result", "target"), *media_rows(media)],
+                      {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "media": media},
+                      args.out)
     fsize = 60000 if args.quick else 110000
     if args.only_flash:
         fl_idle, fl_call = asyncio.run(flashing(fsize, call=False)), asyncio.run(flashing(fsize, call=True))
@@ -360,7 +368,7 @@ def main() -> int:
     fl_idle, fl_call = asyncio.run(flashing(fsize, call=False)), asyncio.run(flashing(fsize, call=True))
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
               "framing": eff, "card_path": [cp1, cp8], "node_load": load,
-              "flashing": {"idle": fl_idle, "during_a_call": fl_call}}
+              "flashing": {"idle": fl_idle, "during_a_call": fl_call}, "media": bench_media(args.quick)}
     ratio = dtmf["wrapper_vs_raw"]
     rows = [("benchmark", "result", "target"),
             ("DTMF detect, spandsp via raw cffi", f"{dtmf['raw_cffi']['channels_per_core']} channels/core", ""),
@@ -396,7 +404,34 @@ def main() -> int:
         ("PIN verify, 8 at the same instant (idle node)",
          f"{load['pin_verify_8_at_once_ms']['p50']} / {load['pin_verify_8_at_once_ms']['p99']} ms", "worst case, no target"),
     ]
-    return report(rows, result, args.out)
+    return report(rows + media_rows(result["media"]), result, args.out)
+
+
+def media_rows(media: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for key in ("calls_8", "calls_30"):
+        m = media[key]
+        lat, snd, rcv = m["one_way_node_added_ms"], m["send_ms"], m["receive_ms"]
+        backlog = m["send_frames_dropped"] == 0 and m["frames_per_s_per_call_min"] >= 49
+        rows += [
+            (f"media, {m['calls']} two-way calls (synthetic frames, agents in another process)", "", ""),
+            ("  node-added one-way latency p50 / p99 (send + receive)", f"{lat['p50']} / {lat['p99']} ms",
+             target(lat["p99"] <= 40, "p99 <= 40 ms") if m["calls"] >= 30 else ""),
+            ("  send path (line -> RTP) / receive path (RTP -> line) p99",
+             f"{snd['p99']} / {rcv['p99']} ms (p50 {snd['p50']} / {rcv['p50']})", ""),
+            ("  node CPU per call", f"{m['node_cpu_percent_per_call']}% of a core ({m['node_cpu_percent_of_core']}% total)", ""),
+            ("  backlog: frames dropped before aiortc, slowest call's frames/s",
+             f"{m['send_frames_dropped']}, {m['frames_per_s_per_call_min']}/s", target(backlog, "0, >= 49/s")),
+        ]
+    loss = media["calls_8"].get("one_lost_packet_receive_ms")
+    if loss:
+        rows += [
+            ("media, one lost packet: receive delay before / after, ours", f"{loss['ours_before']} / {loss['ours_after']} ms",
+             target(loss["ours_after"] <= loss["ours_before"] + 5, "no lasting delay")),
+            ("  the same through aiortc's own jitter buffer", f"{loss['aiortc_before']} / {loss['aiortc_after']} ms",
+             "for comparison"),
+        ]
+    return rows
 
 
 if __name__ == "__main__":
