@@ -17,7 +17,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Union
 
 VERSION = 1
-MAX_FRAME = 256 * 1024  # a call record is a kilobyte; a bigger frame is refused unread
+MAX_FRAME = 256 * 1024  # a call record is a kilobyte; a bigger frame is answered with an error, unread
+MAX_WS_MESSAGE = 4 * 1024 * 1024  # past this the WebSocket layer itself closes the connection (1009)
 NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # also the certificate's CN
 # what a node's outbox holds (node_agent's Store.enqueue kinds)
 OUTBOX_KINDS = ("call_record", "auth_event", "alarm", "alarm_cleared", "recording", "callback")

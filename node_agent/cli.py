@@ -116,7 +116,10 @@ def _show_status(cfg: NodeConfig, st, as_json: bool) -> int:
     print(f"card {card['board'] or '-'} firmware {card['firmware'] or '-'}  "
           f"{'connected' if card['connected'] else 'NOT CONNECTED'} ({card['url']}), "
           f"bad frames {card['bad_frames']}, reconnects {card['reconnects']}")
-    print(f"open alarms {st['open_alarms']}, items waiting for HQ {st['outbox_pending']}\n")
+    hq = st.get("hq")
+    link = ("no HQ link configured" if hq is None else f"HQ {hq['url']} connected" if hq["connected"]
+            else f"HQ {hq['url']} NOT CONNECTED ({hq['last_error'] or 'connecting'})")
+    print(f"open alarms {st['open_alarms']}, items waiting for HQ {st['outbox_pending']}, {link}\n")
     print(table(["line", "number", "flow", "state", "calls", "caller", "at"],
                 [[ln["line"], ln["number"], ln["flow"], ln["state"], ln["calls"], ln["caller"] or "-",
                   ln["node"] or "-"] for ln in st["lines"]]))

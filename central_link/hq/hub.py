@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
 from .. import __version__ as software
 from ..protocol import (
-    MAX_FRAME,
+    MAX_WS_MESSAGE,
     Ack,
     Error,
     Heartbeat,
@@ -46,6 +46,7 @@ class Counters:
     applied: int = 0
     repeats: int = 0  # received again after a lost ack: acknowledged, not applied
     errors_sent: int = 0
+    per_connection: list[tuple[str, int]] = field(default_factory=list)  # (node, items applied), as they end
 
 
 class Hub:
@@ -96,15 +97,21 @@ class Hub:
         except Refused as exc:
             log.warning("refused node connection from %s: %s", address, exc)
             return web.Response(status=exc.status, reason=exc.short, text=f"refused: {exc}\n")
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
+        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, heartbeat=None)
+        applied = self.counters.applied
         try:
             await ws.prepare(request)
             log.info("node %s connected from %s", node, address)
             await self._serve(node, address, ws)
+        except ConnectionResetError:
+            pass  # the node went away while the hub answered: it sends again what was not acked
         finally:
             self.registry.release(node)
             await self._in_db(self.store.disconnected, node)
-            log.info("node %s disconnected (%s)", node, address)
+            applied = self.counters.applied - applied
+            self.counters.per_connection.append((node, applied))
+            log.info("node %s disconnected (%s): %d outbox item(s) applied on that connection", node, address,
+                     applied)
         return ws
 
     async def _serve(self, node: str, address: str, ws: web.WebSocketResponse) -> None:
