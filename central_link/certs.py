@@ -102,7 +102,7 @@ def make_node(paths: Paths, node_id: str, force: bool = False) -> Path:
 def revoke(paths: Paths, node_id: str) -> int:
     """Add the node's certificate to the revocation list; returns how many certificates it lists."""
     crt, _ = paths.node(node_id)
-    cert = _load_cert(crt, f"node {node_id}'s certificate")
+    cert = _load_cert(crt, f"node {node_id}'s certificate", f"nodectl certs node {node_id}")
     ca_cert, ca_key = load_ca(paths)
     revoked = [r for r in load_crl(paths) if r.serial_number != cert.serial_number]
     entry = (x509.RevokedCertificateBuilder().serial_number(cert.serial_number).revocation_date(_now())
@@ -113,7 +113,7 @@ def revoke(paths: Paths, node_id: str) -> int:
 
 def load_ca(paths: Paths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     crt, key_path = paths.ca
-    cert = _load_cert(crt, "the CA certificate")
+    cert = _load_cert(crt, "the CA certificate", "nodectl certs ca")
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except FileNotFoundError:
@@ -167,11 +167,11 @@ def _write_crl(paths: Paths, ca_cert: x509.Certificate, ca_key, revoked: list) -
     _write(paths.crl, b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), 0o644, True)
 
 
-def _load_cert(path: Path, what: str) -> x509.Certificate:
+def _load_cert(path: Path, what: str, how: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except FileNotFoundError:
-        raise CertError(f"{path}: no {what} here: make it with `nodectl certs` (see --help)") from None
+        raise CertError(f"{path}: {what} is not there: make it with `{how}` (or give --dir)") from None
     except ValueError:
         raise CertError(f"{path}: {what} is not a PEM certificate") from None
 

@@ -37,6 +37,7 @@ class ProtocolError(ValueError):
 class Message:
     TYPE: ClassVar[str] = ""
     SENDER: ClassVar[str] = ""  # "node", "hq" or "both" (docs/central-link.md)
+    ANSWER: ClassVar[str] = ""  # the message type that answers it ('' none; an error answers a bad one)
 
     def to_json(self) -> str:
         return json.dumps({"v": VERSION, "type": self.TYPE, **asdict(self)}, ensure_ascii=False,
@@ -56,6 +57,7 @@ class Hello(Message):
     """The node's first message on a connection: who it is, what it runs, its lines."""
     TYPE: ClassVar[str] = "hello"
     SENDER: ClassVar[str] = "node"
+    ANSWER: ClassVar[str] = "welcome"
     node: str
     software: str
     firmware: str
@@ -76,6 +78,7 @@ class Heartbeat(Message):
     """The node is alive; its lines as they are now (the registry keeps them)."""
     TYPE: ClassVar[str] = "heartbeat"
     SENDER: ClassVar[str] = "node"
+    ANSWER: ClassVar[str] = "heartbeat_ack"
     seq: int
     lines: list[LineState] = field(default_factory=list)
 
@@ -93,6 +96,7 @@ class OutboxItem(Message):
     """One item of the node's outbox; ``key`` is its idempotency key (the same item always has it)."""
     TYPE: ClassVar[str] = "outbox"
     SENDER: ClassVar[str] = "node"
+    ANSWER: ClassVar[str] = "ack"
     key: str
     kind: str
     payload: dict[str, Any]

@@ -15,9 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from central_link.certs import CertError
 from firmware.image import ImageError
 
-from . import account_import, cli_image
+from . import account_import, cli_certs, cli_image
 from .auth import Authenticator, AuthError
 from .config import ConfigError, NodeConfig, card_problem, load
 from .daemon import Node, read_status
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("folder")
     ex.add_argument("--language", action="append", help="only this language (repeatable; default all the callers hear)")
     cli_image.add_parser(sub, common)
+    cli_certs.add_parser(sub, common)
     return p
 
 
@@ -368,10 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "status": cmd_status, "accounts": cmd_accounts, "alarms": cmd_alarms,
-                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts, "image": cli_image.run}
+                "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts, "image": cli_image.run,
+                "certs": cli_certs.run}
     try:
         return handlers[args.cmd](args)
-    except (ConfigError, AuthError, StoreError, PromptError, UsageError, ImageError) as exc:
+    except (ConfigError, AuthError, StoreError, PromptError, UsageError, ImageError, CertError) as exc:
         print(f"nodectl: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

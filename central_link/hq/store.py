@@ -18,7 +18,9 @@ import sqlite_utils
 
 from ..protocol import OUTBOX_KINDS, LineState
 
-TABLES = {kind: f"{kind}s" for kind in OUTBOX_KINDS}  # call_record -> call_records, …
+TABLES = {"call_record": "call_records", "auth_event": "auth_events", "alarm": "alarms",
+          "alarm_cleared": "alarms_cleared", "recording": "recordings", "callback": "callbacks"}
+assert set(TABLES) == set(OUTBOX_KINDS)  # a new kind needs its table
 
 
 def now() -> str:
