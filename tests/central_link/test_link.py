@@ -144,6 +144,7 @@ async def test_the_outbox_reaches_hq_exactly_once_and_in_order_through_three_cut
             got += [(r["key"], r["payload"]["n"]) for r in hub.store.items(kind, "node-a")]
         assert sorted(got) == [(k, i) for i, k in enumerate(keys)]  # no item twice in any table
         assert hub.counters.applied == len(keys)
+        assert hub.counters.repeats > 0  # acks were lost in the cuts: the hub got items again, and applied none twice
         assert len(delays) == 3 and all(0.025 <= d <= 0.05 for d in delays), delays  # reset after each welcome
     finally:
         await proxy.close()
@@ -186,3 +187,51 @@ async def test_the_uplink_waits_the_backoff_between_attempts_on_a_fake_clock(pki
     ceilings = [min(10.0, 2.0 ** n) for n in range(8)]
     assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings, strict=True)), waits
     assert waits[-1] <= 10.0 and "Connect" in up.state.last_error
+
+
+async def test_a_hub_that_answers_no_heartbeat_is_left_and_the_node_reconnects():
+    """A hub of the test's own that welcomes the node and then answers nothing."""
+    connections: list[int] = []
+
+    async def mute_hub(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        connections.append(1)
+        await ws.receive()
+        await ws.send_str(Welcome("mute", 0.05).to_json())
+        async for _frame in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/node", mute_hub)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    up = uplink(f"ws://127.0.0.1:{port}/node", False, "node-a", MemoryOutbox())
+    task = asyncio.create_task(up.run())
+    try:
+        await wait_for(lambda: len(connections) >= 2, 10, "the node to give up on the mute hub and come back")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+    assert "answered none of the last 3 heartbeats" in up.state.last_error
+
+
+async def test_the_hub_drops_a_node_that_goes_silent(tmp_path, pki, hub_log):
+    hub = await start_hub(tmp_path, pki, heartbeat_s=0.1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"wss://127.0.0.1:{hub.port}/node", ssl=node_context(pki, "node-a"),
+                                          heartbeat=None) as ws:
+                await ws.send_str(Hello("node-a", "t", "fw", []).to_json())
+                assert isinstance(parse((await ws.receive(timeout=5)).data), Welcome)
+                closed = await ws.receive(timeout=5)  # then silence: the hub closes after 3 intervals
+                assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed
+        await wait_for(lambda: hub.registry.connected() == [], 5, "the hub to release the node id")
+        assert any("node node-a sent nothing for 0.3 s" in line for line in hub_log.lines), hub_log.lines
+    finally:
+        await hub.close()
