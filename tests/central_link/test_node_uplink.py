@@ -44,3 +44,38 @@ async def test_a_configured_node_delivers_its_outbox_to_the_hub(tmp_path, pki):
         await asyncio.gather(task, return_exceptions=True)
         store.close()
         await hub.close()
+
+
+async def test_the_daemon_runs_the_uplink_only_with_an_hq_section(tmp_path, pki):
+    """The node daemon on a fake card: with [hq] the hub sees it and its lines, and status() says
+    so; the same node without [hq] has no uplink."""
+    from node_agent.daemon import Node
+    from tests.drivers.fakecard import FakeCard
+    from tests.hal.test_linecard import board_on
+
+    hub = await start_hub(tmp_path, pki, nodes=("sz-futian-01",))
+    certs.make_node(pki, "sz-futian-01")
+    crt, key = pki.node("sz-futian-01")
+    path = tmp_path / "branch.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    alone = Node(load(path))
+    try:
+        assert alone.config.hq is None and alone.status()["hq"] is None
+    finally:
+        alone.store.close()
+    path.write_text(GOOD + f'\n[hq]\nurl = "wss://127.0.0.1:{hub.port}/node"\ncert = "{crt}"\nkey = "{key}"\n'
+                    f'ca = "{pki.ca[0]}"\n', encoding="utf-8")
+    node = Node(load(path))
+    node.board = board_on(FakeCard())
+    ready = asyncio.Event()
+    task = asyncio.create_task(node.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)  # prompts are synthesised first
+        await wait_for(lambda: node.uplink is not None and node.uplink.state.connected, 15, "the uplink to connect")
+        row = hub.store.node("sz-futian-01")
+        assert row["connected"] == 1 and row["lines"] == [{"line": 1, "number": "0755-8888-0001", "state": "idle"}]
+        assert node.status()["hq"]["connected"] is True
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await hub.close()
