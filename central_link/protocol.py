@@ -103,7 +103,8 @@ class OutboxItem(Message):
 
     def check(self) -> None:
         if self.kind not in OUTBOX_KINDS:
-            raise ProtocolError("bad_field", f"kind {self.kind!r} is not one of {', '.join(OUTBOX_KINDS)}", "outbox")
+            raise ProtocolError("bad_field", f"kind {_show(self.kind)} is not one of {', '.join(OUTBOX_KINDS)}",
+                                "outbox")
         if not self.key or len(self.key) > 200:
             raise ProtocolError("bad_field", "key must be 1 to 200 characters", "outbox")
 
@@ -145,7 +146,7 @@ def parse(frame: str | bytes) -> Message:
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", f"a message is a JSON object, not {type(raw).__name__}")
     kind = raw.get("type")
-    about = kind if isinstance(kind, str) else ""
+    about = kind if isinstance(kind, str) and _SAFE_RE.fullmatch(kind) else ""
     v = raw.get("v")
     if v != VERSION or isinstance(v, bool):
         raise ProtocolError("unknown_version", f"version {_show(v)} is not spoken here: this end speaks {VERSION}",
@@ -167,7 +168,7 @@ def _build(cls: type, body: Any, where: str) -> Any:
     names = {f.name for f in fields(cls)}
     extra = sorted(set(body) - names)
     if extra:
-        raise ProtocolError("bad_field", f"{where}: unknown field {extra[0]!r}", where.split(".")[0])
+        raise ProtocolError("bad_field", f"{where}: unknown field {_show(extra[0])}", where.split(".")[0])
     args = {}
     for f in fields(cls):
         if f.name not in body:
@@ -202,5 +203,18 @@ def _value(hint: Any, value: Any, where: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
-    return text if len(text) <= 40 else text[:40] + "…"
+    """A received value as an error names it. Only what cannot be a secret is echoed (null, true /
+    false, a small version number, a short name that is not all digits); anything else is described,
+    so that no digits a caller keyed could ever travel back in an error or land in a log."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int) and 0 <= value < 1000:
+        return str(value)
+    if isinstance(value, str) and _SAFE_RE.fullmatch(value) and not value.isdigit():
+        return json.dumps(value)
+    if isinstance(value, str):
+        return f"a string of {len(value)} character{'s' if len(value) != 1 else ''}"
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), "a value")
+
+
+_SAFE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")

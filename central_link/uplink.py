@@ -156,8 +156,9 @@ class _Connection:
     def __init__(self, up: Uplink, ws: aiohttp.ClientWebSocketResponse, heartbeat_s: float) -> None:
         self.up, self.ws, self.heartbeat_s = up, ws, heartbeat_s
         self.inflight: dict[str, None] = {}  # keys sent and not acknowledged, in order
-        self.room = asyncio.Event()
+        self.room = asyncio.Event()  # set while the window has room
         self.room.set()
+        self.outbox_turn = asyncio.Lock()
         self.seq = 0
         self.answered = 0
 
@@ -176,10 +177,11 @@ class _Connection:
         up = self.up
         while True:
             await self.room.wait()
-            items = await asyncio.to_thread(up.outbox.pending, WINDOW + len(self.inflight))
-            fresh = [i for i in items if i.key not in self.inflight][:WINDOW - len(self.inflight)]
+            async with self.outbox_turn:  # an ack between reading and filtering would send its item again
+                items = await asyncio.to_thread(up.outbox.pending, WINDOW + len(self.inflight))
+                fresh = [i for i in items if i.key not in self.inflight][:WINDOW - len(self.inflight)]
+                self.inflight.update(dict.fromkeys(i.key for i in fresh))
             for item in fresh:
-                self.inflight[item.key] = None
                 await self.ws.send_str(item.to_json())
                 up.state.sent += 1
             if len(self.inflight) >= WINDOW:
@@ -216,11 +218,12 @@ class _Connection:
                 log.warning("HQ sent a bad message (%s): answered with an error", msg)
                 await self.ws.send_str(Error.of(msg).to_json())
             elif isinstance(msg, Ack):
-                if msg.key in self.inflight:
-                    await asyncio.to_thread(up.outbox.acked, msg.key)
-                    del self.inflight[msg.key]
-                    up.state.acked += 1
-                    self.room.set()
+                async with self.outbox_turn:
+                    if msg.key in self.inflight:
+                        await asyncio.to_thread(up.outbox.acked, msg.key)
+                        del self.inflight[msg.key]
+                        up.state.acked += 1
+                        self.room.set()
             elif isinstance(msg, HeartbeatAck):
                 self.answered = max(self.answered, msg.seq)
             elif isinstance(msg, Error):

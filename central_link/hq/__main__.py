@@ -26,12 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(hub: Hub) -> None:
-    port = await hub.start()
-    print(f"hub up: wss://127.0.0.1:{port}/node", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    port = await hub.start()
+    print(f"hub up: wss://127.0.0.1:{port}/node", flush=True)  # the line a supervisor waits for
     try:
         await stop.wait()
     finally:

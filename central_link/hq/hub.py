@@ -106,8 +106,10 @@ class Hub:
         except ConnectionResetError:
             pass  # the node went away while the hub answered: it sends again what was not acked
         finally:
-            self.registry.release(node)
-            await self._in_db(self.store.disconnected, node)
+            try:
+                await self._in_db(self.store.disconnected, node)
+            finally:
+                self.registry.release(node)  # only now may the node connect again
             applied = self.counters.applied - applied
             self.counters.per_connection.append((node, applied))
             log.info("node %s disconnected (%s): %d outbox item(s) applied on that connection", node, address,
