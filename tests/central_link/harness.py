@@ -77,15 +77,25 @@ async def wait_for(cond: Callable[[], bool], timeout: float, what: str, step: fl
 class CuttingProxy:
     """A TCP proxy on 127.0.0.1. Connection i (from 0) is killed, both ways at once, after
     ``budgets[i]`` bytes from the node (mid-frame, mid-TLS-record: wherever it falls); later
-    connections pass untouched."""
+    connections pass untouched. ``cut()`` kills the connections open now."""
 
-    def __init__(self, target_port: int, budgets: list[int]) -> None:
+    def __init__(self, target_port: int, budgets: list[int] | None = None) -> None:
         self.target_port = target_port
-        self.budgets = list(budgets)
+        self.budgets = list(budgets or [])
         self.connections = 0
         self.cuts = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()  # (to node, to hub)
+
+    def cut(self) -> int:
+        """Kill every connection now (no FIN, no close handshake); returns how many there were."""
+        open_now = list(self._open)
+        for pair in open_now:
+            for w in pair:
+                w.transport.abort()
+        self.cuts += len(open_now)
+        return len(open_now)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -123,13 +133,15 @@ class CuttingProxy:
                 w.write(data)
                 await w.drain()
 
+        self._open.add((w_node, w_hub))
         up = asyncio.create_task(pump(r_node, w_hub, budget))
         down = asyncio.create_task(pump(r_hub, w_node, None))
         self._tasks |= {up, down}
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_EXCEPTION)
         finally:
-            if up.done() and isinstance(up.exception(), ConnectionAbortedError):
+            self._open.discard((w_node, w_hub))
+            if up.done() and not up.cancelled() and isinstance(up.exception(), ConnectionAbortedError):
                 self.cuts += 1
             for w in (w_node, w_hub):
                 with contextlib.suppress(Exception):
