@@ -225,8 +225,11 @@ class _Checker:
         if not _whole(aor) or not 1 <= aor <= 10:
             self.bad("node", f"answer_on_ring must be 1 to 10, not {_show(aor)} (2 lets caller ID arrive first)")
         for key in node:
-            if key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures", "hq",
-                           "answer_on_ring"):
+            if key == "hq":
+                self.bad("node", "hq is not a [node] setting: the uplink has its own section, [hq], with url, cert, "
+                         "key and ca")
+            elif key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures",
+                             "answer_on_ring"):
                 self.bad("node", f"unknown setting {_show(key)}")
         data_dir = (self.path.parent / (self._str(node, "data_dir", "node", limit=4096) or "data")).resolve()
         prompts = self._prompts(self.section("prompts", "prompts"))

@@ -219,6 +219,8 @@ BAD_CONFIGS = {  # name: (text, a problem that must be reported)
     "a name with a line break": (GOOD.replace('id = "sz-futian-01"', 'id = "sz\\nfutian"'),
                                  "[node] id contains the control character U+000A"),
     "nested 100,000 deep": (deep(100_000), "not valid TOML"),
+    "hq under [node]": (GOOD.replace('language = "cmn"', 'language = "cmn"\nhq = "wss://127.0.0.1:8443/node"'),
+                        "[node] hq is not a [node] setting: the uplink has its own section, [hq]"),
     "hq is a string": ('hq = "wss://127.0.0.1:8443/node"\n' + GOOD, "[hq] must be a table ([hq] …)"),
     "hq url is plain http": (GOOD + HQ.replace("wss://", "http://"), "[hq] url 'http://127.0.0.1:8443/node' must be wss://"),
     "hq url has no port": (GOOD + HQ.replace(":8443", ""), "must be wss://HOST:PORT/node"),
