@@ -107,7 +107,9 @@ class Uplink:
         self._wake.set()
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession() as session:
+        # a hub that does not answer (a black hole, not a refusal) costs one timeout, not aiohttp's 5 minutes
+        timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
                     await self._connection(session)

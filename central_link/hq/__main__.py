@@ -22,7 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default="hq.toml", help="the hub's configuration file (default hq.toml)")
     p.add_argument("--port", type=int, help="listen on this port instead of the configuration's (0: any free one)")
     p.add_argument("-v", "--verbose", action="store_true", help="log each connection, not only refusals")
+    p.add_argument("--nodes", action="store_true", help="print the node registry (from the hub's database) and exit")
     return p
+
+
+def show_nodes(cfg) -> None:
+    """The registry as the running hub keeps it: every node it knows, connected or not, its versions and lines."""
+    from .store import HubStore
+
+    store = HubStore(cfg.data_dir / "hq.db")
+    try:
+        rows = list(store.db.query("SELECT id FROM nodes ORDER BY id"))
+        for r in rows:
+            n = store.node(r["id"])
+            lines = ", ".join(f"{ln['line']} {ln['state']}" for ln in n["lines"]) or "-"
+            state = ("connected from " + n["address"]) if n["connected"] else "not connected"
+            listed = "" if n["allowed"] else " (no longer in [hub] nodes)"
+            print(f"{n['id']}{listed}: {state}; software {n['software'] or '-'}, firmware {n['firmware'] or '-'}; "
+                  f"lines {lines}; last seen {n['last_seen'] or 'never'}")
+        if not rows:
+            print("no nodes: list them in [hub] nodes")
+    finally:
+        store.close()
 
 
 async def _run(hub: Hub) -> None:
@@ -48,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= args.port <= 65535:
                 raise HubConfigError(cfg.path, [f"--port {args.port}: use 0 to 65535"])
             cfg = replace(cfg, port=args.port)
+        if args.nodes:
+            show_nodes(cfg)
+            return 0
         hub = Hub(cfg)
         asyncio.run(_run(hub))
     except (HubConfigError, TlsConfigError) as exc:

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from central_link.hq.__main__ import main
+from central_link.hq.config import load
+from central_link.hq.store import HubStore
+from central_link.protocol import LineState
 from tests.central_link.harness import hub_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -73,3 +76,18 @@ def test_the_hub_runs_prints_its_url_and_stops_on_sigterm(tmp_path, pki):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_nodes_prints_the_registry(capsys, tmp_path, pki):
+    """What the hub keeps of each node, read from its database (the hub may be running)."""
+    cfg = load(hub_config(tmp_path, pki, ("node-a", "node-b")))
+    store = HubStore(cfg.data_dir / "hq.db")
+    store.allow(cfg.nodes)
+    store.connected("node-a", "127.0.0.1:5555", "branchnode 0.1.0", "1.4.0", [LineState(1, "100", "idle"),
+                                                                           LineState(2, "200", "ivr")])
+    store.close()
+    assert main(["-c", str(cfg.path), "--nodes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("node-a: connected from 127.0.0.1:5555; software branchnode 0.1.0, firmware 1.4.0; "
+                             "lines 1 idle, 2 ivr; last seen 20")
+    assert out[1] == "node-b: not connected; software -, firmware -; lines -; last seen never"
