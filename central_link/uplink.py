@@ -100,11 +100,6 @@ class Uplink:
         self.poll_s = poll_s
         self.sleep = sleep  # the wait between attempts (a fake clock in tests)
         self.state = LinkState()
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """New outbox items: send them now rather than at the next poll."""
-        self._wake.set()
 
     async def run(self) -> None:
         # a hub that does not answer (a black hole, not a refusal) costs one timeout, not aiohttp's 5 minutes
@@ -189,12 +184,7 @@ class _Connection:
             if len(self.inflight) >= WINDOW:
                 self.room.clear()
             elif not fresh:
-                up._wake.clear()
-                try:
-                    async with asyncio.timeout(up.poll_s):
-                        await up._wake.wait()
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(up.poll_s)  # the outbox is a table: look again for new items
 
     async def _heartbeat(self) -> None:
         while True:
