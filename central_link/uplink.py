@@ -113,6 +113,9 @@ class Uplink:
                     reason = str(exc)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     reason = _why(exc)
+                except Exception as exc:  # noqa: BLE001 - a fault in the link must never stop the node's calls
+                    log.exception("HQ link: unexpected error")
+                    reason = f"unexpected error ({type(exc).__name__}: {str(exc)[:120]})"
                 self.state.connected = False
                 self.state.last_error = reason
                 delay = self.backoff.next()
@@ -129,7 +132,7 @@ class Uplink:
             self.backoff.reset()
             self.state.connected, self.state.connects = True, self.state.connects + 1
             log.info("HQ link up (%s), heartbeat every %.1f s", welcome.hub, welcome.heartbeat_s)
-            link = _Connection(self, ws, welcome.heartbeat_s)
+            link = _Connection(self, ws, min(max(welcome.heartbeat_s, 0.05), 300.0))  # as the hub's config allows
             await link.run()
 
     async def _welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import hal
 from central_link.protocol import NODE_ID_RE
+from central_link.tls import TlsConfigError, client_context
 
 from .schedule import DAYS, parse_holiday, parse_span
 
@@ -271,6 +272,11 @@ class _Checker:
                      "letters, digits, '.', '_' or '-'")
         if len(files) < 3 or not url:
             return None
+        if all(p.is_file() for p in files.values()):
+            try:  # the files load as the uplink will load them: a wrong file is named now, not at run time
+                client_context(files["cert"], files["key"], files["ca"])
+            except TlsConfigError as exc:
+                self.bad("hq", str(exc))
         return HqConfig(url, files["cert"], files["key"], files["ca"])
 
     def _card(self, node: dict) -> str:

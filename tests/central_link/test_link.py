@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from central_link.protocol import Error, HeartbeatAck, Hello, Welcome, parse
+from central_link.protocol import Error, HeartbeatAck, Hello, OutboxItem, Welcome, parse
 from central_link.uplink import Backoff
 from node_agent.hq_link import StoreOutbox
 from node_agent.store import Store
@@ -235,3 +235,26 @@ async def test_the_hub_drops_a_node_that_goes_silent(tmp_path, pki, hub_log):
         assert any("node node-a sent nothing for 0.3 s" in line for line in hub_log.lines), hub_log.lines
     finally:
         await hub.close()
+
+
+async def test_a_fault_in_the_outbox_does_not_stop_the_uplink(hub, pki):
+    """The node's calls must not depend on the link: an outbox that fails is logged, the link
+    backs off and comes back, and delivers once the outbox works again."""
+    class Flaky(MemoryOutbox):
+        fail = 2
+
+        def pending(self, limit):
+            if self.fail:
+                self.fail -= 1
+                raise RuntimeError("database is busy")
+            return super().pending(limit)
+
+    outbox = Flaky([OutboxItem("k-1", "callback", {"number": "x"})])
+    up = uplink(f"wss://127.0.0.1:{hub.port}/node", node_context(pki, "node-a"), "node-a", outbox)
+    task = asyncio.create_task(up.run())
+    try:
+        await wait_for(lambda: not outbox.items, 15, "the item to be delivered after the faults")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert up.state.connects == 3 and [r["key"] for r in hub.store.items("callback")] == ["k-1"]

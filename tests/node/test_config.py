@@ -294,6 +294,18 @@ def test_an_hq_section_loads_with_its_files_and_none_means_no_uplink(tmp_path):
     for name in ("node.crt", "node.key", "ca.crt"):
         (tmp_path / "certs" / name).write_text("x")
     path.write_text(GOOD + HQ, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:  # files that are not a certificate and its key
+        load(path)
+    assert "[hq] " in str(exc.value) and "node.crt / " in str(exc.value) and "not a certificate and its private key" \
+        in str(exc.value)
+    from central_link import certs
+    paths = certs.Paths(tmp_path / "certs")
+    for name in ("node.crt", "node.key", "ca.crt"):
+        (tmp_path / "certs" / name).unlink()
+    certs.make_ca(paths)
+    certs.make_node(paths, "sz-futian-01")
+    (tmp_path / "certs" / "node-sz-futian-01.crt").rename(tmp_path / "certs" / "node.crt")
+    (tmp_path / "certs" / "node-sz-futian-01.key").rename(tmp_path / "certs" / "node.key")
     hq = load(path).hq
     assert hq.url == "wss://127.0.0.1:8443/node"
     assert (hq.cert, hq.key, hq.ca) == tuple((tmp_path / "certs" / n).resolve() for n in ("node.crt", "node.key", "ca.crt"))
