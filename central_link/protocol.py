@@ -148,7 +148,7 @@ def parse(frame: str | bytes) -> Message:
     kind = raw.get("type")
     about = kind if isinstance(kind, str) and _SAFE_RE.fullmatch(kind) else ""
     v = raw.get("v")
-    if v != VERSION or isinstance(v, bool):
+    if type(v) is not int or v != VERSION:  # 1.0 and true are not the version 1
         raise ProtocolError("unknown_version", f"version {_show(v)} is not spoken here: this end speaks {VERSION}",
                             about)
     cls = MESSAGES.get(kind) if isinstance(kind, str) else None

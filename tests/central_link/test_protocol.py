@@ -53,6 +53,7 @@ def test_optional_fields_may_be_left_out_and_unicode_survives():
     ('{"type":"hello"}', "unknown_version", "hello", "version null"),
     ('{"v":true,"type":"ack","key":"k"}', "unknown_version", "ack", "version true"),
     ('{"v":"1","type":"ack","key":"k"}', "unknown_version", "ack", "version a string of 1 character"),
+    ('{"v":1.0,"type":"ack","key":"k"}', "unknown_version", "ack", "version a number"),
     ('{"v":1}', "unknown_type", "", "type null"),
     ('{"v":1,"type":["ack"]}', "unknown_type", "", "type a list"),
     ('{"v":1,"type":"hello","node":"n","software":"s","firmware":"f","lines":{}}', "bad_field", "hello",
