@@ -1,1 +1,3 @@
-"""Node <-> HQ link (protocol, uplink, HQ hub): built by a later issue."""
+"""Node <-> HQ link: the protocol, certificates and TLS, the node's uplink, and the HQ hub (``hq``)."""
+
+__version__ = "0.1.0"

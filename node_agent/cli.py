@@ -15,9 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from central_link.certs import CertError
 from firmware.image import ImageError
 
-from . import account_import, cli_flash, cli_image
+from . import account_import, cli_certs, cli_flash, cli_image
 from .auth import Authenticator, AuthError
 from .config import ConfigError, NodeConfig, card_problem, load
 from .daemon import Node, read_status
@@ -116,7 +117,10 @@ def _show_status(cfg: NodeConfig, st, as_json: bool) -> int:
     print(f"card {card['board'] or '-'} firmware {card['firmware'] or '-'}  "
           f"{'connected' if card['connected'] else 'NOT CONNECTED'} ({card['url']}), "
           f"bad frames {card['bad_frames']}, reconnects {card['reconnects']}")
-    print(f"open alarms {st['open_alarms']}, items waiting for HQ {st['outbox_pending']}\n")
+    hq = st.get("hq")
+    link = ("no HQ link configured" if hq is None else f"HQ {hq['url']} connected" if hq["connected"]
+            else f"HQ {hq['url']} NOT CONNECTED ({hq['last_error'] or 'connecting'})")
+    print(f"open alarms {st['open_alarms']}, items waiting for HQ {st['outbox_pending']}, {link}\n")
     print(table(["line", "number", "flow", "state", "calls", "caller", "at"],
                 [[ln["line"], ln["number"], ln["flow"], ln["state"], ln["calls"], ln["caller"] or "-",
                   ln["node"] or "-"] for ln in st["lines"]]))
@@ -357,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--language", action="append", help="only this language (repeatable; default all the callers hear)")
     cli_image.add_parser(sub, common)
     cli_flash.add_parser(sub, common)
+    cli_certs.add_parser(sub, common)
     return p
 
 
@@ -367,10 +372,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s: %(message)s")
     handlers = {"run": cmd_run, "status": cmd_status, "accounts": cmd_accounts, "alarms": cmd_alarms,
                 "calls": cmd_calls, "config": cmd_config_check, "prompts": cmd_prompts, "image": cli_image.run,
-                "flash": cli_flash.run_flash, "card": cli_flash.run_card}
+                "flash": cli_flash.run_flash, "card": cli_flash.run_card, "certs": cli_certs.run}
     try:
         return handlers[args.cmd](args)
-    except (ConfigError, AuthError, StoreError, PromptError, UsageError, ImageError) as exc:
+    except (ConfigError, AuthError, StoreError, PromptError, UsageError, ImageError, CertError) as exc:
         print(f"nodectl: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

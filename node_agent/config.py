@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import hal
+from central_link.protocol import NODE_ID_RE
+from central_link.tls import TlsConfigError, client_context
 
 from .schedule import DAYS, parse_holiday, parse_span
 
@@ -109,6 +111,15 @@ class LineConfig:
 
 
 @dataclass(frozen=True)
+class HqConfig:
+    """The ``[hq]`` section: where the hub is and the node's certificate for it."""
+    url: str
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     node_id: str
@@ -121,6 +132,7 @@ class NodeConfig:
     prompts: dict[str, Prompt] = field(default_factory=dict)
     flows: dict[str, Flow] = field(default_factory=dict)
     answer_on_ring: int = 2
+    hq: HqConfig | None = None  # None: no uplink (the node works alone)
 
 
 def load(path: str | Path) -> NodeConfig:
@@ -195,8 +207,9 @@ class _Checker:
     def run(self) -> NodeConfig:
         raw = self.raw
         for key in raw:
-            if key not in ("node", "lines", "prompts", "flows"):
-                self.bad(_name(key), "unknown section: the sections are [node], [lines], [prompts] and [flows]")
+            if key not in ("node", "lines", "prompts", "flows", "hq"):
+                self.bad(_name(key), "unknown section: the sections are [node], [lines], [prompts], [flows] "
+                         "and [hq]")
         node = self.section("node", "settings")
         node_id = self._str(node, "id", "node", required=True)
         card = self._card(node)
@@ -213,8 +226,11 @@ class _Checker:
         if not _whole(aor) or not 1 <= aor <= 10:
             self.bad("node", f"answer_on_ring must be 1 to 10, not {_show(aor)} (2 lets caller ID arrive first)")
         for key in node:
-            if key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures", "hq",
-                           "answer_on_ring"):
+            if key == "hq":
+                self.bad("node", "hq is not a [node] setting: the uplink has its own section, [hq], with url, cert, "
+                         "key and ca")
+            elif key not in ("id", "card", "data_dir", "country", "language", "max_daily_failures",
+                             "answer_on_ring"):
                 self.bad("node", f"unknown setting {_show(key)}")
         data_dir = (self.path.parent / (self._str(node, "data_dir", "node", limit=4096) or "data")).resolve()
         prompts = self._prompts(self.section("prompts", "prompts"))
@@ -223,10 +239,45 @@ class _Checker:
             self.bad("flows", "no flow is defined: add [flows.NAME] with a start node")
         lines = self._lines(self.section("lines", "lines"), flows)
         self._languages(language if language in LANGUAGES else "cmn", flows, prompts)
+        hq = self._hq(node_id) if "hq" in raw else None
         if self.problems:
             raise ConfigError(self.path, self.problems)
         return NodeConfig(self.path, node_id, card, data_dir, country, language, mdf, lines, prompts,
-                          {k: v for k, v in flows.items() if v is not None}, aor)
+                          {k: v for k, v in flows.items() if v is not None}, aor, hq)
+
+    def _hq(self, node_id: str) -> HqConfig | None:
+        """The uplink to HQ: a wss:// URL on a host and port, and the node's certificate files."""
+        table = self.section("hq", "the uplink's settings (url, cert, key, ca)")
+        for key in table:
+            if key not in ("url", "cert", "key", "ca"):
+                self.bad("hq", f"unknown setting {_show(key)} (the uplink takes url, cert, key and ca)")
+        url = self._str(table, "url", "hq", required=True, limit=4096)
+        if url:
+            try:
+                parts = urlsplit(url)
+                host, port = parts.hostname, parts.port
+            except ValueError:
+                parts, host, port = None, None, None
+            if parts is None or parts.scheme != "wss" or not host or port is None:
+                self.bad("hq", f"url {_show(url)} must be wss://HOST:PORT/node (mutual TLS, a port given)")
+        files = {}
+        for key, what in (("cert", "the node's certificate"), ("key", "its private key"), ("ca", "the CA certificate")):
+            rel = self._str(table, key, "hq", required=True, limit=4096)
+            if rel:
+                files[key] = (self.path.parent / rel).resolve()
+                if not files[key].is_file():
+                    self.bad("hq", f"{key}: {files[key]} ({what}) does not exist: make it with `nodectl certs`")
+        if node_id and not NODE_ID_RE.fullmatch(node_id):
+            self.bad("node", f"id {_show(node_id)} cannot name a certificate (the hub knows a node by it): use "
+                     "letters, digits, '.', '_' or '-'")
+        if len(files) < 3 or not url:
+            return None
+        if all(p.is_file() for p in files.values()):
+            try:  # the files load as the uplink will load them: a wrong file is named now, not at run time
+                client_context(files["cert"], files["key"], files["ca"])
+            except TlsConfigError as exc:
+                self.bad("hq", str(exc))
+        return HqConfig(url, files["cert"], files["key"], files["ca"])
 
     def _card(self, node: dict) -> str:
         card = self._str(node, "card", "node", required=True)

@@ -15,11 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 import hal
+from central_link.protocol import LineState
+from central_link.uplink import Uplink
 
 from . import __version__
 from .auth import Authenticator
 from .calls import LineRunner
 from .config import NodeConfig
+from .hq_link import make_uplink
 from .ivr import Ivr
 from .prompts import PromptLibrary
 from .records import CallLog
@@ -37,6 +40,7 @@ class Node:
         self.ivr = Ivr(config, self.prompts, self.auth, self.store, clock=clock)
         self.board = hal.open(config.card, hal.BoardConfig(country=config.country))
         self.runners: list[LineRunner] = []
+        self.uplink: Uplink | None = None
         self.started = time.time()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -66,6 +70,9 @@ class Node:
                                            language=self.config.language))
         tasks = [asyncio.create_task(r.run(), name=f"line {r.line.number}") for r in self.runners]
         tasks.append(asyncio.create_task(self._publish(), name="status"))
+        if self.config.hq is not None:  # without [hq] the node works alone, its outbox kept
+            self.uplink = make_uplink(self.config.hq, self.config.node_id, self.store, self._firmware, self._lines)
+            tasks.append(asyncio.create_task(self.uplink.run(), name="hq uplink"))
         if ready is not None:
             ready.set()
         try:
@@ -75,6 +82,13 @@ class Node:
                 t.cancel()
             await self.board.close()
             self.store.close()
+
+    def _firmware(self) -> str:
+        ident = self.board.identity
+        return ident.firmware if ident else ""
+
+    def _lines(self) -> list[LineState]:
+        return [LineState(r.line.number, r.config.number, r.state) for r in self.runners]
 
     def status(self) -> dict:
         ident = self.board.identity
@@ -89,6 +103,9 @@ class Node:
                        "calls": r.calls, "caller": r.current.caller_number if r.current else "",
                        "node": r.current.path[-1] if r.current and r.current.path else ""} for r in self.runners],
             "open_alarms": len(self.auth.alarms()), "outbox_pending": self.store.outbox_count(),
+            "hq": None if self.uplink is None else {"url": self.uplink.url, "connected": self.uplink.state.connected,
+                                                    "connects": self.uplink.state.connects,
+                                                    "last_error": self.uplink.state.last_error},
         }
 
     async def _publish(self) -> None:

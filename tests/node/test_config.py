@@ -152,6 +152,14 @@ def deep(n: int) -> str:
     return "x = " + "[" * n + "]" * n + "\n"
 
 
+HQ = """
+[hq]
+url = "wss://127.0.0.1:8443/node"
+cert = "certs/node.crt"
+key = "certs/node.key"
+ca = "certs/ca.crt"
+"""
+
 BAD_CONFIGS = {  # name: (text, a problem that must be reported)
     "start is a list": (GOOD.replace('start = "language"', 'start = ["language"]'),
                         "[flows.main] start ['language'] is not a node of this flow"),
@@ -211,6 +219,16 @@ BAD_CONFIGS = {  # name: (text, a problem that must be reported)
     "a name with a line break": (GOOD.replace('id = "sz-futian-01"', 'id = "sz\\nfutian"'),
                                  "[node] id contains the control character U+000A"),
     "nested 100,000 deep": (deep(100_000), "not valid TOML"),
+    "hq under [node]": (GOOD.replace('language = "cmn"', 'language = "cmn"\nhq = "wss://127.0.0.1:8443/node"'),
+                        "[node] hq is not a [node] setting: the uplink has its own section, [hq]"),
+    "hq is a string": ('hq = "wss://127.0.0.1:8443/node"\n' + GOOD, "[hq] must be a table ([hq] …)"),
+    "hq url is plain http": (GOOD + HQ.replace("wss://", "http://"), "[hq] url 'http://127.0.0.1:8443/node' must be wss://"),
+    "hq url has no port": (GOOD + HQ.replace(":8443", ""), "must be wss://HOST:PORT/node"),
+    "hq url is missing": (GOOD + HQ.replace('url = "wss://127.0.0.1:8443/node"\n', ""), "[hq] url is missing"),
+    "hq cert file is missing": (GOOD + HQ, "[hq] cert: "),
+    "hq has an unknown setting": (GOOD + HQ + 'password = "x"\n', "[hq] unknown setting 'password'"),
+    "hq with a node id no certificate can have": (GOOD.replace('id = "sz-futian-01"', 'id = "sz futian"') + HQ,
+                                                  "[node] id 'sz futian' cannot name a certificate"),
 }
 
 
@@ -266,3 +284,28 @@ def test_day_spans_still_end_when_they_say(tmp_path):
     hours = {"mon": "09:00-17:30"}
     assert is_open(hours, [], datetime(2026, 11, 30, 9, 0)) and is_open(hours, [], datetime(2026, 11, 30, 17, 29))
     assert not is_open(hours, [], datetime(2026, 11, 30, 17, 30)) and not is_open(hours, [], datetime(2026, 12, 1, 3))
+
+
+def test_an_hq_section_loads_with_its_files_and_none_means_no_uplink(tmp_path):
+    path = tmp_path / "branch.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    assert load(path).hq is None
+    (tmp_path / "certs").mkdir()
+    for name in ("node.crt", "node.key", "ca.crt"):
+        (tmp_path / "certs" / name).write_text("x")
+    path.write_text(GOOD + HQ, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:  # files that are not a certificate and its key
+        load(path)
+    assert "[hq] " in str(exc.value) and "node.crt / " in str(exc.value) and "not a certificate and its private key" \
+        in str(exc.value)
+    from central_link import certs
+    paths = certs.Paths(tmp_path / "certs")
+    for name in ("node.crt", "node.key", "ca.crt"):
+        (tmp_path / "certs" / name).unlink()
+    certs.make_ca(paths)
+    certs.make_node(paths, "sz-futian-01")
+    (tmp_path / "certs" / "node-sz-futian-01.crt").rename(tmp_path / "certs" / "node.crt")
+    (tmp_path / "certs" / "node-sz-futian-01.key").rename(tmp_path / "certs" / "node.key")
+    hq = load(path).hq
+    assert hq.url == "wss://127.0.0.1:8443/node"
+    assert (hq.cert, hq.key, hq.ca) == tuple((tmp_path / "certs" / n).resolve() for n in ("node.crt", "node.key", "ca.crt"))
