@@ -1,4 +1,4 @@
-"""``python -m central_link.hq -c hq.toml``: run the HQ hub until SIGINT / SIGTERM."""
+"""``python -m central_link.hq -c hq.toml``: run the HQ hub until SIGINT / SIGTERM; ``... agents add``: accounts."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ async def _run(hub: Hub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agents"]:  # the accounts command: `agents add NAME --role ROLE`
+        from .admin import main as agents
+
+        return agents(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -33,8 +34,11 @@ from ..protocol import (
 from ..tls import ServerContexts
 from .config import HOST, HubConfig
 from .listener import TlsListener
+from .queue import CallQueue
 from .registry import Refused, Registry
+from .routing import Router
 from .store import HubStore
+from .web import AgentApi
 
 log = logging.getLogger("central_link.hq")
 SILENT_HEARTBEATS = 3  # a node silent for this many heartbeat intervals is gone
@@ -62,10 +66,13 @@ class Hub:
         self._runner: web.AppRunner | None = None
         self._listener: TlsListener | None = None
         self.port = 0
+        self.router = Router(CallQueue(), time.monotonic)
+        self.agent_api = AgentApi(self.store, self.router, self._in_db)
 
     async def start(self) -> int:
         app = web.Application()
         app.router.add_get("/node", self._node)
+        self.agent_api.add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         assert self._runner.server is not None
@@ -75,6 +82,7 @@ class Hub:
         return self.port
 
     async def close(self) -> None:
+        self.agent_api.close()
         if self._listener is not None:
             await self._listener.close()
         if self._runner is not None:

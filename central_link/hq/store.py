@@ -1,4 +1,5 @@
-"""The hub's own SQLite (sqlite-utils): the node registry and what the nodes' outboxes delivered.
+"""The hub's own SQLite (sqlite-utils): the node registry, what the nodes' outboxes delivered, agents and
+their login sessions.
 
 ``applied`` is the unique-key table that makes delivery exactly once: an item is applied (its row
 in its kind's table) in the same transaction that records its key, and a key seen before is only
@@ -8,7 +9,11 @@ drops the item when it has the ack.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
+import secrets
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -43,6 +48,11 @@ class HubStore:
             self.db["applied"].create({"node": str, "key": str, "kind": str, "at": str}, pk=("node", "key"))
             for table in TABLES.values():  # no key constraint here: `applied` alone decides
                 self.db[table].create({"id": int, "node": str, "key": str, "received": str, "payload": str}, pk="id")
+        if "agents" not in self.db.table_names():  # a hub database from before agents gets them too
+            self.db["agents"].create({"name": str, "role": str, "salt": bytes, "hash": bytes, "created": str},
+                                     pk="name")
+            self.db["sessions"].create({"token_hash": str, "agent": str, "created": str, "expires": float},
+                                       pk="token_hash", foreign_keys=[("agent", "agents", "name")])
 
     def close(self) -> None:
         self.db.conn.close()
@@ -92,6 +102,62 @@ class HubStore:
         where, args = ("WHERE node = ?", [node]) if node else ("", [])
         return [r | {"payload": json.loads(r["payload"])}
                 for r in self.db.query(f"SELECT * FROM [{TABLES[kind]}] {where} ORDER BY id", args)]
+
+    # -- agents: scrypt with a salt of its own per agent; sessions by the SHA-256 of a random token --
+    def add_agent(self, name: str, role: str, password: str) -> None:
+        if not AGENT_NAME_RE.fullmatch(name):
+            raise ValueError(f"agent name {name[:40]!r}: use 1 to 32 letters, digits, '.', '_' or '-'")
+        if len(password) < PASSWORD_MIN:
+            raise ValueError(f"the password must have at least {PASSWORD_MIN} characters")
+        if list(self.db.query("SELECT name FROM agents WHERE name = ?", [name])):
+            raise ValueError(f"agent {name!r} exists already")
+        salt = secrets.token_bytes(16)
+        self.db["agents"].insert({"name": name, "role": role, "salt": salt, "hash": _scrypt(password, salt),
+                                  "created": now()})
+
+    def agents(self) -> list[dict]:
+        return list(self.db.query("SELECT name, role, created FROM agents ORDER BY name"))
+
+    def check_password(self, name: str, password: str) -> str | None:
+        """The agent's role when the password is right, else None; as slow for an unknown name."""
+        rows = list(self.db.query("SELECT role, salt, hash FROM agents WHERE name = ?", [name]))
+        row = rows[0] if rows else {"role": None, "salt": b"\0" * 16, "hash": b""}
+        ok = hmac.compare_digest(_scrypt(password, row["salt"]), row["hash"])
+        return row["role"] if ok and rows else None
+
+    def new_session(self, agent: str, lifetime_s: float, clock: float) -> str:
+        """A fresh random token for the cookie; only its hash is kept."""
+        token = secrets.token_urlsafe(32)
+        self.db["sessions"].insert({"token_hash": _token_hash(token), "agent": agent, "created": now(),
+                                    "expires": clock + lifetime_s})
+        return token
+
+    def session(self, token: str, clock: float) -> dict | None:
+        """The session's agent and role, or None (unknown or expired token)."""
+        rows = list(self.db.query("SELECT s.agent, s.expires, a.role FROM sessions s JOIN agents a ON a.name = "
+                                  "s.agent WHERE s.token_hash = ?", [_token_hash(token)]))
+        if not rows or rows[0]["expires"] <= clock:
+            return None
+        return {"agent": rows[0]["agent"], "role": rows[0]["role"]}
+
+    def end_session(self, token: str) -> None:
+        self.db.execute("DELETE FROM sessions WHERE token_hash = ?", [_token_hash(token)])
+
+    def end_sessions(self, agent: str) -> None:
+        self.db.execute("DELETE FROM sessions WHERE agent = ?", [agent])
+
+
+AGENT_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+PASSWORD_MIN = 8
+SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # the interactive-login parameters (RFC 7914)
+
+
+def _scrypt(password: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, **SCRYPT)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _lines(lines: list[LineState]) -> str:
