@@ -91,10 +91,13 @@ async def test_a_wrong_password_and_an_unknown_name_get_the_same_answer(hub):
     ("GET", "/agent/me"), ("POST", "/agent/status"), ("POST", "/agent/answer"), ("POST", "/agent/hangup"),
     ("POST", "/agent/wrapup-done"), ("POST", "/agent/logout"), ("POST", "/agent/supervisor/not-ready")])
 async def test_a_request_without_a_session_is_refused(hub, method, path):
-    client, _, _ = hub
+    client, router, _ = hub
+    await login(client, "sue")  # logged in at the router: only the cookie can say who asks
     for headers in ({}, {"Cookie": f"{COOKIE}=made-up-token"}):
-        r = await client.request(method, path, json={"status": "ready"}, headers=headers)
-        assert r.status == 401 and "log in" in (await r.json())["error"]
+        r = await client.request(method, path, json={"agent": "sue", "reason": "x", "status": "ready"},
+                                 headers=headers)
+        assert r.status == 401 and (await r.json())["error"] == "no session: log in at POST /agent/login"
+    assert router.agent("sue").status == "not_ready" and router.agent("sue").reason == "login"
 
 
 async def test_an_agent_cannot_do_a_supervisor_action_and_a_supervisor_can(hub):
