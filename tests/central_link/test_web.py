@@ -8,16 +8,19 @@ import io
 import sqlite3
 from http.cookies import SimpleCookie
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from central_link.hq.__main__ import main
+from central_link.hq.config import load
+from central_link.hq.hub import Hub
 from central_link.hq.queue import CallQueue, QueuedCall
 from central_link.hq.routing import Router, RoutingConfig
 from central_link.hq.store import HubStore
 from central_link.hq.web import COOKIE, AgentApi
-from tests.central_link.harness import hub_config
+from tests.central_link.harness import hub_config, node_context, wait_for
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "sue": "sue-secret-333"}
 
@@ -163,3 +166,28 @@ def test_agents_add_reads_the_password_from_stdin(capsys, monkeypatch, tmp_path,
     assert "exists already" in capsys.readouterr().err
     with sqlite3.connect(tmp_path / "hqdata" / "hq.db") as conn:
         assert conn.execute("SELECT count(*) FROM agents").fetchone() == (1,)
+
+
+async def test_the_hub_serves_the_agent_routes_and_runs_the_ring_out_timer(tmp_path, pki):
+    """Wired into the hub's one application (over its TLS listener), with the router's timer on the
+    hub's loop: a short offer times out by itself and the call is offered again."""
+    hub = Hub(load(hub_config(tmp_path, pki, ("node-a",))))
+    hub.router.config = RoutingConfig(offer_timeout_s=0.05, wrap_up_s=60, max_no_answer=1)
+    hub.store.add_agent("alice", "agent", PASSWORDS["alice"])
+    await hub.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"https://127.0.0.1:{hub.port}/agent"
+            ctx = node_context(pki, "node-a")  # the listener asks every client for a certificate today
+            r = await session.post(f"{url}/login", json={"name": "alice", "password": PASSWORDS["alice"]}, ssl=ctx)
+            assert r.status == 200
+            headers = {"Cookie": f"{COOKIE}={r.cookies[COOKIE].value}"}
+            r = await session.post(f"{url}/status", json={"status": "ready"}, headers=headers, ssl=ctx)
+            assert r.status == 200
+            hub.agent_api.changed(hub.router.enqueue(QueuedCall("c1", "node-a", 1, "100")))
+            assert hub.router.agent("alice").state == "offered"
+            await wait_for(lambda: hub.router.agent("alice").reason == "no answer", 5.0,
+                           "the ring-out timer on the hub's loop")
+            assert hub.router.queue.positions() == {"c1": 1}
+    finally:
+        await hub.close()
