@@ -9,6 +9,8 @@ each naming the setting and what to do. Paths are relative to the file's folder.
     certs = "certs"              # the folder `nodectl certs` wrote: ca.crt, ca.crl, hub.crt, hub.key
     heartbeat_s = 10             # nodes send one this often; silent for 3 of them = gone
     nodes = ["sz-futian-01"]     # the node ids allowed to connect
+
+    [queue]                      # the call queue's timers and priorities: see queue_config.py
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import NODE_ID_RE
+from . import queue_config
+from .queue import Priorities
+from .routing import RoutingConfig
 
 HOST = "127.0.0.1"  # the hub serves on loopback only (a deployment puts its own front in place)
 KEYS = ("port", "data_dir", "certs", "heartbeat_s", "nodes")
@@ -42,6 +47,8 @@ class HubConfig:
     crl: Path
     heartbeat_s: float
     nodes: tuple[str, ...]
+    routing: RoutingConfig = RoutingConfig()
+    priorities: Priorities = Priorities()
 
 
 def load(path: str | Path) -> HubConfig:
@@ -64,8 +71,8 @@ def load(path: str | Path) -> HubConfig:
 def _check(path: Path, raw: dict[str, Any]) -> HubConfig:
     bad: list[str] = []
     for key in raw:
-        if key != "hub":
-            bad.append(f"[{key}] unknown section: the hub's settings are under [hub]")
+        if key not in ("hub", "queue"):
+            bad.append(f"[{key}] unknown section: the hub's settings are under [hub] and [queue]")
     hub = raw.get("hub", {})
     if not isinstance(hub, dict):
         raise HubConfigError(path, ["[hub] must be a table of settings"])
@@ -102,10 +109,11 @@ def _check(path: Path, raw: dict[str, Any]) -> HubConfig:
             bad.append(f"[hub] nodes: {n[:70]!r} is not a node id (letters, digits, '.', '_', '-'; at most 64)")
     if len(set(nodes)) != len(nodes):
         bad.append("[hub] nodes: a node id is listed twice")
+    routing, priorities = queue_config.check(raw.get("queue", {}), bad)
     if bad:
         raise HubConfigError(path, bad)
     return HubConfig(path, port, (base / data).resolve(), files["hub.crt"], files["hub.key"], files["ca.crt"],
-                     files["ca.crl"], float(hb), tuple(nodes))
+                     files["ca.crl"], float(hb), tuple(nodes), routing, priorities)
 
 
 def _maker(name: str) -> str:

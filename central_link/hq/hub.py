@@ -66,7 +66,7 @@ class Hub:
         self._runner: web.AppRunner | None = None
         self._listener: TlsListener | None = None
         self.port = 0
-        self.router = Router(CallQueue(), time.monotonic)
+        self.router = Router(CallQueue(config.priorities), time.monotonic, config.routing)
         self.agent_api = AgentApi(self.store, self.router, self._in_db)
 
     async def start(self) -> int:

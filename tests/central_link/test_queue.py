@@ -1,11 +1,14 @@
 """The hub's call queue: priorities by node, line and verified account class; FIFO within a
-priority; an offer not taken back at the head; positions; abandon."""
+priority; an offer not taken back at the head; positions; abandon; the [queue] settings."""
 
 from __future__ import annotations
 
 import pytest
 
+from central_link.hq.config import HubConfigError, load
 from central_link.hq.queue import Auth, CallQueue, Priorities, QueuedCall, QueueError
+from central_link.hq.routing import RoutingConfig
+from tests.central_link.harness import hub_config
 
 
 def call(cid: str, node: str = "n1", line: int = 1, auth: Auth = Auth.NONE, cls: str | None = None) -> QueuedCall:
@@ -71,3 +74,40 @@ def test_screen_pop_carries_what_the_agent_is_shown():
     assert c.pop(112.5) == {"id": "a", "node": "n1", "line": 1, "caller_id": "+86755a", "ivr_path": ["main", "2"],
                             "language": "zh", "auth": "verified", "account": "acct-a", "priority": 0,
                             "waited_s": 12.5}
+
+
+QUEUE_TOML = """
+[queue]
+offer_timeout_s = 12
+wrap_up_s = 20
+max_no_answer = 2
+[queue.priorities]
+default = 1
+nodes = { "node-b" = 5 }
+lines = { "node-a:3" = 2 }
+classes = { vip = 10 }
+"""
+
+
+def test_the_queue_settings_from_the_hub_configuration(tmp_path, pki):
+    path = hub_config(tmp_path, pki, ("node-a", "node-b"))
+    path.write_text(path.read_text() + QUEUE_TOML)
+    cfg = load(path)
+    assert cfg.routing == RoutingConfig(offer_timeout_s=12, wrap_up_s=20, max_no_answer=2)
+    assert cfg.priorities == Priorities(1, {"node-b": 5}, {("node-a", 3): 2}, {"vip": 10})
+    assert cfg.priorities.of(call("x", node="node-a", line=3)) == 2
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("[queue]\noffer_timeout_s = 0\n", "[queue] offer_timeout_s must be a number of seconds from 1 to 600, not 0"),
+    ("[queue]\nmax_no_answer = true\n", "[queue] max_no_answer must be a whole number from 1 to 100, not True"),
+    ("[queue]\nring = 3\n", "[queue] unknown setting 'ring'"),
+    ("[queue.priorities]\nlines = { \"node-a\" = 2 }\n", "lines: 'node-a' is not NODE:LINE"),
+    ("[queue.priorities]\nclasses = { vip = \"high\" }\n", "classes must be a table of whole numbers"),
+])
+def test_bad_queue_settings_are_named(tmp_path, pki, text, want):
+    path = hub_config(tmp_path, pki, ("node-a",))
+    path.write_text(path.read_text() + text)
+    with pytest.raises(HubConfigError) as exc:
+        load(path)
+    assert want in str(exc.value)
