@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -87,7 +88,7 @@ class AgentApi:
 
     async def _session(self, request: web.Request, supervisor: bool = False) -> dict:
         token = request.cookies.get(COOKIE, "")
-        s = await self.db(self.store.session, token, self.router.clock()) if token else None
+        s = await self.db(self.store.session, token, time.time()) if token else None
         if s is None:
             raise _json_error(401, "no session: log in at POST /agent/login")
         a = self.router.agents.get(s["agent"])
@@ -124,7 +125,7 @@ class AgentApi:
         if role is None:
             log.warning("failed agent login as %r", name[:40])
             raise _json_error(401, "wrong name or password")  # the same for an unknown name
-        token = await self.db(self.store.new_session, name, SESSION_S, self.router.clock())
+        token = await self.db(self.store.new_session, name, SESSION_S, time.time())  # wall time: it outlives the process
         self._do(self.router.login, name, Role(role))
         resp = web.json_response(self._me(name))
         resp.set_cookie(COOKIE, token, max_age=int(SESSION_S), path="/agent", httponly=True, secure=True,

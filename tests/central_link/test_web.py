@@ -191,3 +191,12 @@ async def test_the_hub_serves_the_agent_routes_and_runs_the_ring_out_timer(tmp_p
             assert hub.router.queue.positions() == {"c1": 1}
     finally:
         await hub.close()
+
+
+def test_a_session_ends_when_it_expires_or_is_ended(store):
+    token = store.new_session("alice", 10.0, 100.0)
+    assert store.session(token, 109.9) == {"agent": "alice", "role": "agent"}
+    assert store.session(token, 110.0) is None
+    token = store.new_session("alice", 10.0, 100.0)
+    store.end_session(token)
+    assert store.session(token, 101.0) is None
