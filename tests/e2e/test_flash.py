@@ -169,7 +169,9 @@ def test_n1_is_flashed_during_a_call_whose_audio_flows_and_the_reboot_waits_for_
         frames = t["firmware"]["lines"][1]["audio_up"] - before["firmware"]["lines"][1]["audio_up"]
         expected = (t["card_ms"] - before["card_ms"]) / 20
         print(f"during the transfer line 2 sent {frames} audio frames up, {expected:.0f} due")
-        assert expected > 10 and frames >= 0.95 * expected, (frames, expected)  # bound: 5 % (status is not atomic)
+        # bound: 5 % lost at most, and 2 frames for the two status snapshots (each reads the clock and
+        # the counters a moment apart)
+        assert expected > 10 and frames >= 0.95 * expected - 2, (frames, expected)
         assert t["firmware"]["lines"][1]["longest_gap"] <= 60, t["firmware"]["lines"][1]
         # --now reboots at once into the pending image (the call drops), which confirms itself
         code, out = run("flash", fw["n1"], "--card", sim.serial, "--key", fw["key"], "--now")
@@ -230,8 +232,9 @@ def test_power_cuts_during_nodectl_flash_leave_a_bootable_card_and_the_rerun_com
             assert got in (N, N1), (at, n, st)
             if at in ("reboot", "trial"):  # the image was pending: the boot after a cut tries it
                 assert got == want, (at, st)
-            if at == "flash_op" or at == "image_byte":  # cut in the transfer: the old image runs
-                assert got == {"n": N1, "n1": N}[target], (at, n, st)
+            if at in ("flash_op", "image_byte"):  # cut in the transfer (the app runs it): the old image runs;
+                # a load-delayed op count can put the last one in the reboot's record: then the new one
+                assert got == ({"n": N1, "n1": N}[target] if cut["stage"] == "app" else want), (at, n, cut, st)
             code, out = run("flash", fw[target], "--card", sim.serial, "--key", fw["key"], "--now")
             assert code == 0, (at, n, out)
             info = card_info(sim)
