@@ -72,17 +72,15 @@ def sim_factory(tmp_path: Path) -> Iterator:
 
 # The suite runs on two workers (pytest-xdist, `-n 2`, set in pyproject.toml): most real-time
 # tests spend their time waiting on the card's clock, so two at once fit a 2-core machine. The
-# ones that hold the node to real-time limits with a core busy (eight lines, the faster clock, long
-# audio, the 200 ms release, flashing at x4, the HQ link cut under calls) run alone: while one runs, the other worker waits.
+# ones that hold the node to real-time limits with a core busy (eight lines with no underrun, the
+# 200 ms release) run alone: while one runs, the other worker waits. Tests whose checks do not
+# depend on the node keeping time (the faster-clock BER and talk-off runs: what they check travels
+# card -> host, where nothing is lost by waiting; flashing; the HQ outbox) run beside others.
 EXCLUSIVE = (
     "tests/ivr/test_load.py",
     "tests/e2e/test_eight_channels.py",
-    "tests/e2e/test_link_robustness.py::test_bit_errors",
-    "tests/e2e/test_dtmf_conformance.py::test_no_false_digits",
     "tests/ivr/test_ivr_flows.py::test_hang_up_in_every_node_type",
     "tests/node/test_hangup.py",
-    "tests/e2e/test_flash.py",  # the card at x4 through power cuts
-    "tests/e2e/test_hq_outbox.py",  # four lines of callers while the HQ link is cut
 )
 
 
