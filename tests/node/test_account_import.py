@@ -86,12 +86,15 @@ def test_reimport_refuses_to_change_an_account_unless_replace(capsys, cfg, tmp_p
     assert [a["id"] for a in listed] == ["6222001234", "6222005678", "6222009012"]
 
 
-ROWS = 60  # enough hashing (1.5 s at best on 2 cores) to stop the import in the middle of it
+ROWS = 60  # enough hashing (1.5 s at best on 2 cores) to see the progress line
+# the interrupted import: 30 s of hashing at best, so that a Ctrl-C sent after the first progress
+# line still lands in the middle of it on a busy machine (60 rows had ended before it once)
+INTERRUPTED_ROWS = 1200
 
 
-def write_csv(tmp_path):
+def write_csv(tmp_path, rows: int = ROWS):
     csv = tmp_path / "accounts.csv"
-    csv.write_text("account,pin\n" + "".join(f"{6222000000 + i},{100000 + i}\n" for i in range(ROWS)),
+    csv.write_text("account,pin\n" + "".join(f"{6222000000 + i},{100000 + i}\n" for i in range(rows)),
                    encoding="utf-8")
     return csv
 
@@ -137,7 +140,7 @@ def test_an_import_killed_mid_hash_leaves_whole_rows_and_a_rerun_finishes(cfg, t
 
 def test_an_all_or_nothing_import_interrupted_imports_nothing(cfg, tmp_path):
     """Ctrl-C in the middle of hashing (seen in the progress line, which only a terminal gets)."""
-    csv = write_csv(tmp_path)
+    csv = write_csv(tmp_path, INTERRUPTED_ROWS)
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "node_agent.cli", "-c", str(cfg), "accounts", "import", str(csv),
                              "--all-or-nothing"], cwd=ROOT, stdout=subprocess.PIPE, stderr=slave)
@@ -165,7 +168,7 @@ def test_an_all_or_nothing_import_interrupted_imports_nothing(cfg, tmp_path):
         reader.join(timeout=10)
         os.close(master)
     err = b"".join(seen).decode()
-    assert "\rhashing PINs: " in err and f" of {ROWS} (" in err and "left" in err
+    assert "\rhashing PINs: " in err and f" of {INTERRUPTED_ROWS:,} (" in err and "left" in err
     assert proc.returncode == 130, err
     assert "interrupted: nothing was imported (--all-or-nothing)" in err and "Traceback" not in err
     assert count(tmp_path) == 0 and b"imported" not in out
