@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .agents import NO_ANSWER, AgentError, Role, State, Status
-from .call_control import FIELDS, CallControl, CallGone
+from .call_control import EVENT_TYPES, FIELDS, CallControl, CallGone
 from .push import (
     HUB_STOPPING,
     LOGGED_OUT,
@@ -174,9 +174,9 @@ class AgentApi:
         talk = self._talks.get(call_id)
         clean = clean_node_event(event)
         if clean is None:
-            log.warning("call %s: dropped a malformed event from the node (type %r)", call_id,
-                        event.get("type") if isinstance(event, dict) and isinstance(event.get("type"), str)
-                        and event.get("type", "").isidentifier() else "?")
+            kind = event.get("type") if isinstance(event, dict) else None
+            log.warning("call %s: dropped a malformed event from the node (type %s)", call_id,
+                        kind if kind in EVENT_TYPES else "not one of the event types")  # never its values
             return
         cap = talk.capture if talk else None
         if talk is None or cap is None or cap.outcome is not None or clean["capture"] not in (None, cap.id):

@@ -222,9 +222,18 @@ async def test_the_caller_hanging_up_ends_the_call_in_the_page(page, hq):
 
 async def test_the_event_socket_reconnects_and_a_logout_in_another_tab_ends_both(page, hq, context):
     await log_in(page, hq)
+    await page.evaluate("""() => {  // every text the header's link indicator shows, in order
+      const link = document.getElementById("link");
+      window.__link = [];
+      new MutationObserver(() => window.__link.push(link.textContent))
+        .observe(link, { childList: true, characterData: true, subtree: true });
+    }""")
     hq.hub.agent_api.sockets.close("alice", Close(1012, "hub restarting"))
-    await expect(page.locator("#link")).to_have_text(re.compile("^reconnecting"))
-    await expect(page.locator("#link")).to_have_text("live", timeout=WAIT * 1000)
+    await until(lambda: hq.hub.agent_api.sockets.count("alice") == 0, WAIT, "the socket closed")
+    await until(lambda: hq.hub.agent_api.sockets.count("alice") == 1, WAIT, "the page's socket back")
+    await expect(page.locator("#link")).to_have_text("live")
+    shown = await page.evaluate("window.__link")
+    assert any(t.startswith("reconnecting in") for t in shown), shown  # the agent was told meanwhile
     queue_call(hq, "c2")  # events flow on the new socket
     await expect(page.locator("#offer")).to_be_visible()
     await expect(pop(page, "caller-id")).to_have_text("+8675512345")

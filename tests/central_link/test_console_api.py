@@ -310,8 +310,9 @@ async def test_verify_caller_progress_as_counts_and_the_outcome(hq):
     {"type": "verify_result", "outcome": "failed", "account": "4321"},
     {"type": "verify_result", "outcome": "4321"},
     {"type": "offer", "pin": "4321"},
+    {"type": "pin4321"},
 ])
-async def test_nothing_a_node_reports_with_digits_reaches_the_agent(hq, bad):
+async def test_nothing_a_node_reports_with_digits_reaches_the_agent(hq, bad, caplog):
     """Only the fields the console shows pass, each checked: an extra field is dropped, a value that
     could carry keyed digits drops the whole event, an unverified account is never shown."""
     client, api, _, _ = hq
@@ -326,6 +327,7 @@ async def test_nothing_a_node_reports_with_digits_reaches_the_agent(hq, bad):
     assert "4321" not in json.dumps(ev.got)
     me = await (await client.get("/agent/me", headers=cookie)).text()
     assert "4321" not in me
+    assert "4321" not in caplog.text  # nor in the hub's log
 
 
 async def test_a_caller_verified_in_the_ivr_shows_the_account_in_the_pop(hq):
