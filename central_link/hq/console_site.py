@@ -16,7 +16,6 @@ from pathlib import Path
 from aiohttp import web
 
 from ..tls import console_context
-from .listener import TlsListener
 from .web import AgentApi
 
 log = logging.getLogger("central_link.hq")
@@ -70,23 +69,22 @@ def console_app(api: AgentApi) -> web.Application:
 
 
 class ConsoleListener:
+    """aiohttp's own TLS site: unlike the nodes' listener it has no refusal to name (a browser that
+    does not trust the certificate yet simply closes the connection), so nothing of ours is needed."""
+
     def __init__(self, api: AgentApi, cert: Path, key: Path) -> None:
         self.api = api
         self._ctx = console_context(cert, key)
         self._runner: web.AppRunner | None = None
-        self._listener: TlsListener | None = None
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port (useful when ``port`` is 0)."""
         self._runner = web.AppRunner(console_app(self.api), handle_signals=False, access_log=None,
                                      shutdown_timeout=3.0)
         await self._runner.setup()
-        assert self._runner.server is not None
-        self._listener = TlsListener(lambda: self._ctx, self._runner.server)
-        return await self._listener.start(host, port)
+        await web.TCPSite(self._runner, host, port, ssl_context=self._ctx).start()
+        return self._runner.addresses[0][1]
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
