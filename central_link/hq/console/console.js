@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 const MIC = { audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: false }, video: false };
 const ICE_GATHER_MS = 3000;
 const FIELD_NAMES = { account: "Account", pin: "PIN" };
+const FIELD_ASK = { account: "the account", pin: "the PIN" };
 const FIELD_STATES = { waiting: "waiting", collecting: "keying", complete: "done", invalid: "not valid",
                        cleared: "cleared by the caller", asked_again: "asked again", timeout: "timed out" };
 const OUTCOMES = {
@@ -143,6 +144,7 @@ function render(me) {
     const talking = me.state === "talking";
     $("call-controls").hidden = !talking;
     $("call-title").textContent = talking ? "Call" : "Last call (wrap-up)";
+    $("talk-label").textContent = talking ? "Talking for" : "Talked for";
     const running = me.capture && me.capture.outcome === null;
     $("verify").disabled = !talking || running;
     drawCapture(me.capture);
@@ -157,6 +159,7 @@ function drawCapture(cap) {
   $("capture").hidden = !cap;
   if (!cap) return;
   const running = cap.outcome === null;
+  $("capture-title").textContent = running ? "Verifying the caller" : "Verification";
   const ul = $("capture-fields");
   ul.replaceChildren();
   for (const f of cap.fields) {
@@ -178,7 +181,7 @@ function drawCapture(cap) {
     if (running) {
       const again = document.createElement("button");
       again.type = "button";
-      again.textContent = `Ask again for the ${(FIELD_NAMES[f] || f).toLowerCase()}`;
+      again.textContent = `Ask again for ${FIELD_ASK[f] || f}`;
       again.addEventListener("click", () => act(again, async () => {
         render(await api("POST", "/agent/verify/again", { field: f }));
       }));
