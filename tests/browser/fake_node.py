@@ -14,10 +14,18 @@ from central_link.media.session import MediaSession
 from tests.central_link.peers import Line
 
 
+class CallerLine(Line):
+    """The test line, whose caller's side can switch from its tone to another source (DTMF keys)."""
+
+    def source(self, gen) -> None:
+        """From the next slot on the caller sends ``gen.read(160)`` (a ToneGenerator, a DtmfGenerator)."""
+        self._gen = gen
+
+
 @dataclass
 class Leg:
     session: MediaSession
-    line: Line
+    line: CallerLine
 
 
 @dataclass
@@ -28,7 +36,7 @@ class FakeNode:
 
     async def connect(self, call: QueuedCall, agent: str, offer_sdp: str) -> str:
         self.asked.append(("connect", call.id, agent))
-        line = Line(self.tone_hz)
+        line = CallerLine(self.tone_hz)
         session = MediaSession(line.port, ice=IceConfig.loopback())
         line.start(session)  # the line ticks from the start, as a real one does
         self.legs[call.id] = Leg(session, line)

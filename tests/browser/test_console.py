@@ -16,33 +16,13 @@ from playwright.async_api import expect
 
 from central_link.hq.push import Close
 from central_link.hq.queue import Auth, QueuedCall
-from drivers.dsp import dbm0
+from drivers.dsp import DtmfGenerator, DtmfReceiver, dbm0
 from tests.browser.conftest import MIC_HZ, NODE_HZ, PASSWORDS, WRAP_UP_S
+from tests.browser.page_audio import peak, recorded_seconds, start_recording, stop_recording
 from tests.central_link.peers import dominant, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.xdist_group("browser")]
 WAIT = 15.0  # seconds for what takes ~1 s on an idle machine (connecting, hearing a tone)
-
-# In the page: an AnalyserNode on the call's audio element; returns the loudest frequency now.
-PROBE = """() => {
-  if (!window.__probe) {
-    const audio = document.getElementById("remote-audio");
-    const ctx = new AudioContext();
-    const an = ctx.createAnalyser();
-    an.fftSize = 8192;
-    an.smoothingTimeConstant = 0;
-    ctx.createMediaStreamSource(audio.srcObject).connect(an);
-    window.__probe = { ctx, an };
-  }
-  const { ctx, an } = window.__probe;
-  if (ctx.state !== "running") ctx.resume();
-  const bins = new Float32Array(an.frequencyBinCount);
-  an.getFloatFrequencyData(bins);
-  let k = 1;
-  for (let i = 2; i < bins.length; i++) if (bins[i] > bins[k]) k = i;
-  return { freq: k * ctx.sampleRate / an.fftSize, db: bins[k], state: ctx.state };
-}"""
-
 
 def queue_call(hq, call_id: str = "c1", **kw) -> None:
     """What the hub's node side does when a node queues a call."""
@@ -110,7 +90,7 @@ async def test_answer_audio_both_ways_mute_hang_up_wrap_up_then_ready(page, hq):
     heard: dict = {}
 
     async def page_hears() -> bool:
-        heard.update(await page.evaluate(PROBE))
+        heard.update(await peak(page))
         return abs(heard["freq"] - NODE_HZ) <= 15 and heard["db"] > -70
 
     deadline = time.monotonic() + WAIT
@@ -261,3 +241,28 @@ async def test_requests_without_a_session_or_beyond_the_role_are_refused(page, h
     assert r.status == 403 and "supervisor action" in (await r.json())["error"]
     headers = (await page.request.get(hq.url)).headers
     assert "script-src 'self'" in headers["content-security-policy"]
+
+
+async def test_what_the_page_received_can_be_searched_for_dtmf(page, hq):
+    """The recording of the page's audio and the DTMF detector together find digits the caller's
+    side sent, so a search that finds none during a secure capture means something."""
+    await log_in(page, hq)
+    leg = await answer(page, hq)
+    await start_recording(page)
+    await until_page(page, 0.3)
+    keys = DtmfGenerator(level_dbm0=-10, on_ms=80, off_ms=80)
+    keys.put("1472")
+    leg.line.source(keys)  # the caller keys four digits
+    await until_page(page, 1.5)
+    pcm = await stop_recording(page)
+    rx = DtmfReceiver()
+    found = "".join(d.digit for i in range(0, len(pcm) - 159, 160) for d in rx.feed(pcm[i:i + 160]))
+    assert found == "1472", found
+
+
+async def until_page(page, seconds: float) -> None:
+    """Until the page's recording holds ``seconds`` of audio (it records in real time)."""
+    deadline = time.monotonic() + WAIT
+    while await recorded_seconds(page) < seconds:
+        assert time.monotonic() < deadline, f"the page recorded less than {seconds} s in {WAIT} s"
+        await asyncio.sleep(0.05)
