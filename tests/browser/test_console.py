@@ -162,7 +162,11 @@ async def test_verify_caller_shows_dots_per_field_and_each_outcome(page, hq):
         progress(capture, "pin", n)
     await expect(dots["pin"]).to_have_text("●●●")
     await expect(dots["account"]).to_have_text("●" * 6)
-    await page.click("#capture-pin button")  # ask again for the PIN
+    await page.focus("#capture-pin button")  # the agent is on "Ask again for the PIN" ...
+    progress(capture, "pin", 3, "invalid")  # ... while the capture goes on
+    await expect(page.locator("#capture-pin .state")).to_have_text("not valid")
+    assert await page.evaluate("document.activeElement.textContent") == "Ask again for the PIN"  # focus stays
+    await page.keyboard.press("Enter")
     await until(lambda: hq.node.asked[-1] == ("verify_again", "c1", capture, "pin"), WAIT, "verify_again(pin)")
     await expect(dots["pin"]).to_have_text("")
     await expect(page.locator("#capture-pin .state")).to_have_text("asked again")

@@ -161,39 +161,45 @@ function drawCapture(cap) {
   const running = cap.outcome === null;
   $("capture-title").textContent = running ? "Verifying the caller" : "Verification";
   const ul = $("capture-fields");
-  ul.replaceChildren();
+  if (ul.dataset.capture !== cap.id) {  // rows made once per capture, then updated in place (focus stays)
+    ul.dataset.capture = cap.id;
+    ul.replaceChildren(...cap.fields.map(captureRow));
+  }
   for (const f of cap.fields) {
     const p = cap.progress[f] || { keyed: 0, state: "waiting" };
-    const li = document.createElement("li");
-    li.id = `capture-${f}`;
-    const name = document.createElement("span");
-    name.className = "field";
-    name.textContent = FIELD_NAMES[f] || f;
-    const dots = document.createElement("span");
-    dots.className = "dots";
+    const li = $(`capture-${f}`);
+    const dots = li.querySelector(".dots");
     dots.dataset.keyed = String(p.keyed);
     dots.textContent = "●".repeat(p.keyed);
     dots.setAttribute("aria-label", `${p.keyed} digit${p.keyed === 1 ? "" : "s"} keyed`);
-    const state = document.createElement("span");
-    state.className = "state";
-    state.textContent = FIELD_STATES[p.state] || p.state.replace(/_/g, " ");
-    li.append(name, dots, state);
-    if (running) {
-      const again = document.createElement("button");
-      again.type = "button";
-      again.textContent = `Ask again for ${FIELD_ASK[f] || f}`;
-      again.addEventListener("click", () => act(again, async () => {
-        render(await api("POST", "/agent/verify/again", { field: f }));
-      }));
-      li.append(again);
-    }
-    ul.append(li);
+    li.querySelector(".state").textContent = FIELD_STATES[p.state] || p.state.replace(/_/g, " ");
+    li.querySelector("button").hidden = !running;
   }
   $("capture-cancel").hidden = !running;
   const out = $("capture-outcome");
   out.className = `outcome ${cap.outcome || ""}`;
   out.dataset.outcome = cap.outcome || "";
   out.textContent = running ? "The caller is keying…" : (OUTCOMES[cap.outcome] || (() => cap.outcome))(cap.account);
+}
+
+function captureRow(f) {
+  const li = document.createElement("li");
+  li.id = `capture-${f}`;
+  const name = document.createElement("span");
+  name.className = "field";
+  name.textContent = FIELD_NAMES[f] || f;
+  const dots = document.createElement("span");
+  dots.className = "dots";
+  const state = document.createElement("span");
+  state.className = "state";
+  const again = document.createElement("button");
+  again.type = "button";
+  again.textContent = `Ask again for ${FIELD_ASK[f] || f}`;
+  again.addEventListener("click", () => act(again, async () => {
+    render(await api("POST", "/agent/verify/again", { field: f }));
+  }));
+  li.append(name, dots, state, again);
+  return li;
 }
 
 function tick() {
