@@ -346,6 +346,7 @@ class AgentApi:
 
     async def logout(self, request: web.Request) -> web.Response:
         s = await self._session(request)
+        await self._body(request)  # JSON only: a form from another site changes nothing
         now = self._do(self.router.logout, s["agent"])
         if not now:
             return web.json_response({"logout": "at hang-up"} | self._me(s["agent"]))
@@ -434,6 +435,7 @@ class AgentApi:
 
     async def hang_up(self, request: web.Request) -> web.Response:
         s = await self._session(request)
+        await self._body(request)  # JSON only: a form from another site changes nothing
         name = s["agent"]
         a = self.router.agent(name)
         talk = self._talks.get(a.call) if a.state == State.TALKING and a.call else None
@@ -445,6 +447,7 @@ class AgentApi:
 
     async def wrap_up_done(self, request: web.Request) -> web.Response:
         s = await self._session(request)
+        await self._body(request)  # JSON only: a form from another site changes nothing
         self._do(self.router.wrap_up_done, s["agent"])
         return web.json_response(self._me(s["agent"]))
 

@@ -348,3 +348,12 @@ async def test_the_event_socket_closes_when_its_session_ends(hq, monkeypatch):
     ev = await events(client, cookie)
     api.store.end_sessions("alice")
     await wait_for(lambda: ev.closed == 4002, WAIT, "the socket closed for its ended session")
+
+
+@pytest.mark.parametrize("path", ["/agent/logout", "/agent/hangup", "/agent/wrapup-done", "/agent/answer",
+                                  "/agent/verify", "/agent/verify/cancel", "/agent/verify/again"])
+async def test_every_state_changing_route_takes_json_only(hq, path):
+    client, api, _, _ = hq
+    cookie = await ready_agent(client)
+    r = await client.post(path, data="x=1", headers=cookie | {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 415 and api.router.agent("alice").status == "ready"
