@@ -3,6 +3,7 @@
 #   make test   run the whole test suite
 #   make bench  benchmarks: table on stdout, JSON in bench/results.json
 #   make lint   ruff
+# Debian's chromium is the agent console's test browser (Playwright drives it; nothing is downloaded)
 
 PY      ?= python3
 VENV    := .venv
@@ -10,7 +11,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml setup.py drivers/dsp/_dtmf_build.py drivers/dsp/c/* 2>/dev/null | cksum | cut -d' ' -f1)
 # the real MicroPython VM (WebAssembly port, from npm) that tests/firmware runs the card code on
 NPM_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
-APT     := libspandsp2 libspeexdsp1 espeak-ng sox gcc python3-dev
+APT     := libspandsp2 libspeexdsp1 espeak-ng sox gcc python3-dev chromium iproute2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps run test bench lint clean

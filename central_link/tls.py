@@ -59,6 +59,22 @@ def server_context(cert: Path, key: Path, ca: Path, crl: Path | None) -> ssl.SSL
     return ctx
 
 
+def console_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The agent console's side: the hub's certificate, and no client certificate asked for (an
+    agent's browser has none: agents log in with a password)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.verify_mode = ssl.CERT_NONE
+    for what, p in (("certificate", cert), ("key", key)):
+        if not Path(p).is_file():
+            raise TlsConfigError(f"{p}: the hub's {what} file does not exist (make it with `nodectl certs hub`)")
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise TlsConfigError(f"{cert} / {key}: not a certificate and its private key ({exc})") from None
+    return ctx
+
+
 @dataclass
 class ServerContexts:
     """The hub's context, remade when the revocation list changes on disk."""

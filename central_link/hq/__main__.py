@@ -53,6 +53,7 @@ async def _run(hub: Hub) -> None:
         loop.add_signal_handler(sig, stop.set)
     port = await hub.start()
     print(f"hub up: wss://127.0.0.1:{port}/node", flush=True)  # the line a supervisor waits for
+    print(f"agent console: https://127.0.0.1:{hub.console_port}/agent/", flush=True)
     try:
         await stop.wait()
     finally:

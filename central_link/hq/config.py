@@ -4,7 +4,8 @@
 each naming the setting and what to do. Paths are relative to the file's folder.
 
     [hub]
-    port = 8443                  # on 127.0.0.1
+    port = 8443                  # on 127.0.0.1: the nodes' WebSocket (mutual TLS)
+    console_port = 8444          # on 127.0.0.1: the agent console and its API (HTTPS, no client certificate)
     data_dir = "data/hq"
     certs = "certs"              # the folder `nodectl certs` wrote: ca.crt, ca.crl, hub.crt, hub.key
     heartbeat_s = 10             # nodes send one this often; silent for 3 of them = gone
@@ -26,7 +27,7 @@ from .queue import Priorities
 from .routing import RoutingConfig
 
 HOST = "127.0.0.1"  # the hub serves on loopback only (a deployment puts its own front in place)
-KEYS = ("port", "data_dir", "certs", "heartbeat_s", "nodes")
+KEYS = ("port", "console_port", "data_dir", "certs", "heartbeat_s", "nodes")
 
 
 class HubConfigError(ValueError):
@@ -49,6 +50,7 @@ class HubConfig:
     nodes: tuple[str, ...]
     routing: RoutingConfig = RoutingConfig()
     priorities: Priorities = Priorities()
+    console_port: int = 8444
 
 
 def load(path: str | Path) -> HubConfig:
@@ -82,6 +84,12 @@ def _check(path: Path, raw: dict[str, Any]) -> HubConfig:
     port = hub.get("port", 8443)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         bad.append(f"[hub] port must be a whole number from 0 to 65535 (0: any free one), not {port!r}")
+    console = hub.get("console_port", 8444)
+    if not isinstance(console, int) or isinstance(console, bool) or not 0 <= console <= 65535:
+        bad.append(f"[hub] console_port must be a whole number from 0 to 65535 (0: any free one), not {console!r}")
+        console = 8444
+    elif console and console == port:
+        bad.append(f"[hub] console_port {console} is the nodes' port too: give the agent console a port of its own")
     hb = hub.get("heartbeat_s", 10)
     if not isinstance(hb, int | float) or isinstance(hb, bool) or not 0.05 <= hb <= 300:
         bad.append(f"[hub] heartbeat_s must be a number of seconds from 0.05 to 300, not {hb!r}")
@@ -113,7 +121,7 @@ def _check(path: Path, raw: dict[str, Any]) -> HubConfig:
     if bad:
         raise HubConfigError(path, bad)
     return HubConfig(path, port, (base / data).resolve(), files["hub.crt"], files["hub.key"], files["ca.crt"],
-                     files["ca.crl"], float(hb), tuple(nodes), routing, priorities)
+                     files["ca.crl"], float(hb), tuple(nodes), routing, priorities, console)
 
 
 def _maker(name: str) -> str:

@@ -33,6 +33,7 @@ from ..protocol import (
 )
 from ..tls import ServerContexts
 from .config import HOST, HubConfig
+from .console_site import ConsoleListener
 from .listener import TlsListener
 from .queue import CallQueue
 from .registry import Refused, Registry
@@ -67,22 +68,26 @@ class Hub:
         self._listener: TlsListener | None = None
         self.port = 0
         self.router = Router(CallQueue(config.priorities), time.monotonic, config.routing)
-        self.agent_api = AgentApi(self.store, self.router, self._in_db)
+        self.agent_api = AgentApi(self.store, self.router, self._in_db, calls=self)  # the hub reaches the nodes
+        self.console = ConsoleListener(self.agent_api, config.cert, config.key)
+        self.console_port = 0
 
     async def start(self) -> int:
         app = web.Application()
         app.router.add_get("/node", self._node)
-        self.agent_api.add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         assert self._runner.server is not None
         self._listener = TlsListener(self.contexts.get, self._runner.server)
         self.port = await self._listener.start(HOST, self.config.port)
         log.info("hub listening on wss://%s:%d/node for %d node(s)", HOST, self.port, len(self.config.nodes))
+        self.console_port = await self.console.start(HOST, self.config.console_port)
+        log.info("agent console on https://%s:%d/agent/", HOST, self.console_port)
         return self.port
 
     async def close(self) -> None:
-        self.agent_api.close()
+        self.agent_api.close()  # closes the agents' event sockets
+        await self.console.close()
         if self._listener is not None:
             await self._listener.close()
         if self._runner is not None:

@@ -29,7 +29,7 @@ def make_pki(folder: Path, nodes: tuple[str, ...] = ("node-a", "node-b")) -> cer
 
 def hub_config(folder: Path, pki: certs.Paths, nodes: tuple[str, ...], heartbeat_s: float = 0.5) -> Path:
     path = folder / "hq.toml"
-    path.write_text(f'[hub]\nport = 0\ncerts = "{pki.folder}"\ndata_dir = "{folder / "hqdata"}"\n'
+    path.write_text(f'[hub]\nport = 0\nconsole_port = 0\ncerts = "{pki.folder}"\ndata_dir = "{folder / "hqdata"}"\n'
                     f"heartbeat_s = {heartbeat_s}\nnodes = {list(nodes)!r}\n".replace("'", '"'))
     return path
 

@@ -35,6 +35,8 @@ def test_help(capsys):
 @pytest.mark.parametrize(("text", "want"), [
     ("[hub]\nport = 70000\n", "[hub] port must be a whole number from 0 to 65535"),
     ("[hub]\nport = 1\n", "[hub] certs is missing"),
+    ("[hub]\nconsole_port = -1\n", "[hub] console_port must be a whole number from 0 to 65535"),
+    ("[hub]\nport = 9000\nconsole_port = 9000\n", "console_port 9000 is the nodes' port too"),
     ('[hub]\ncerts = "nowhere"\n', "hub.crt does not exist: make it with `nodectl certs hub`"),
     ('[hub]\ncerts = "nowhere"\n', "ca.crl does not exist: make it with `nodectl certs ca`"),
     ("[hub]\nheartbeat_s = 0\n", "heartbeat_s must be a number of seconds from 0.05 to 300, not 0"),

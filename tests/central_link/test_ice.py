@@ -22,7 +22,7 @@ def connection(pc: RTCPeerConnection):
     return pc.getTransceivers()[0].sender.transport.transport.iceGatherer._connection
 
 
-def test_the_default_asks_no_server_while_aiortcs_default_asks_a_public_one():
+async def test_the_default_asks_no_server_while_aiortcs_default_asks_a_public_one():  # aiortc wants a loop
     assert IceConfig().rtc_configuration().iceServers == []
     ours, theirs = RTCPeerConnection(IceConfig().rtc_configuration()), RTCPeerConnection()
     ours.addTransceiver("audio")
@@ -31,7 +31,7 @@ def test_the_default_asks_no_server_while_aiortcs_default_asks_a_public_one():
     assert connection(theirs).stun_server is not None  # what an RTCConfiguration left at None does
 
 
-def test_turn_settings_reach_aioice():
+async def test_turn_settings_reach_aioice():  # aiortc wants a running loop
     pc = RTCPeerConnection(IceConfig((TURN, IceServer("stun:stun.example.net"))).rtc_configuration())
     pc.addTransceiver("audio")
     conn = connection(pc)

@@ -1,11 +1,13 @@
 """The agents' HTTP API through aiohttp's test client: sessions in HttpOnly SameSite=Strict cookies,
 401 without a session, 403 for an agent doing a supervisor action, passwords and tokens never stored
-in clear; and the `agents add` command."""
+in clear; the `agents add` command; and the hub serving it on the console's own listener.
+(The console's call, capture and event routes: test_console_api.py.)"""
 
 from __future__ import annotations
 
 import io
 import sqlite3
+import ssl
 from http.cookies import SimpleCookie
 
 import aiohttp
@@ -50,7 +52,7 @@ async def hub(store):
     async def db(fn, *args):
         return fn(*args)
 
-    api = AgentApi(store, router, db)
+    api = AgentApi(store, router, db, calls=Answers())
     app = web.Application()
     api.add_routes(app)
     client = TestClient(TestServer(app))
@@ -58,6 +60,19 @@ async def hub(store):
     yield client, router, clock
     api.close()
     await client.close()
+
+
+OFFER = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"  # what the browser sends (its content is the node's business)
+
+
+class Answers:
+    """A node that answers every offer and takes every hang-up."""
+
+    async def connect(self, call, agent, offer_sdp):
+        return "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=answer\r\n"
+
+    async def hang_up(self, call, agent):
+        pass
 
 
 async def login(client, name: str, password: str | None = None) -> dict[str, str]:
@@ -92,7 +107,9 @@ async def test_a_wrong_password_and_an_unknown_name_get_the_same_answer(hub):
 
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/agent/me"), ("POST", "/agent/status"), ("POST", "/agent/answer"), ("POST", "/agent/hangup"),
-    ("POST", "/agent/wrapup-done"), ("POST", "/agent/logout"), ("POST", "/agent/supervisor/not-ready")])
+    ("POST", "/agent/wrapup-done"), ("POST", "/agent/logout"), ("POST", "/agent/supervisor/not-ready"),
+    ("GET", "/agent/events"), ("POST", "/agent/verify"), ("POST", "/agent/verify/cancel"),
+    ("POST", "/agent/verify/again")])
 async def test_a_request_without_a_session_is_refused(hub, method, path):
     client, router, _ = hub
     await login(client, "sue")  # logged in at the router: only the cookie can say who asks
@@ -125,9 +142,9 @@ async def test_an_agent_takes_a_call_through_the_api(hub):
     me = await (await client.get("/agent/me", headers=alice)).json()
     assert me["state"] == "offered" and me["offered"]["caller_id"] == "+8675512345" and me["offered"]["line"] == 3
     assert me["offered"]["waited_s"] == 4.0
-    r = await client.post("/agent/answer", json={}, headers=alice)
+    r = await client.post("/agent/answer", json={"sdp": OFFER}, headers=alice)
     assert r.status == 200 and (await r.json())["talking"]["id"] == "c1"
-    assert (await client.post("/agent/answer", json={}, headers=alice)).status == 409  # nothing offered now
+    assert (await client.post("/agent/answer", json={"sdp": OFFER}, headers=alice)).status == 409  # nothing offered
     r = await client.post("/agent/logout", json={}, headers=alice)
     assert (await r.json())["logout"] == "at hang-up"  # during a call the session stays until hang-up
     r = await client.post("/agent/hangup", json={}, headers=alice)
@@ -168,22 +185,30 @@ def test_agents_add_reads_the_password_from_stdin(capsys, monkeypatch, tmp_path,
         assert conn.execute("SELECT count(*) FROM agents").fetchone() == (1,)
 
 
-async def test_the_hub_serves_the_agent_routes_and_runs_the_ring_out_timer(tmp_path, pki):
-    """Wired into the hub's one application (over its TLS listener), with the router's timer on the
-    hub's loop: a short offer times out by itself and the call is offered again."""
+async def test_the_hub_serves_the_console_on_its_own_listener_and_runs_the_ring_out_timer(tmp_path, pki):
+    """The console's listener: HTTPS with the hub's certificate and no client certificate asked for
+    (an agent's browser has none); the nodes' listener serves no agent route. The router's timer runs
+    on the hub's loop: a short offer times out by itself and the call is offered again."""
     hub = Hub(load(hub_config(tmp_path, pki, ("node-a",))))
     hub.router.config = RoutingConfig(offer_timeout_s=0.05, wrap_up_s=60, max_no_answer=1)
     hub.store.add_agent("alice", "agent", PASSWORDS["alice"])
     await hub.start()
     try:
+        assert hub.console_port not in (0, hub.port)
+        browser = ssl.create_default_context(cafile=str(pki.ca[0]))  # trusts the hub; presents nothing
         async with aiohttp.ClientSession() as session:
-            url = f"https://127.0.0.1:{hub.port}/agent"
-            ctx = node_context(pki, "node-a")  # the listener asks every client for a certificate today
-            r = await session.post(f"{url}/login", json={"name": "alice", "password": PASSWORDS["alice"]}, ssl=ctx)
+            url = f"https://127.0.0.1:{hub.console_port}/agent"
+            r = await session.post(f"{url}/login", json={"name": "alice", "password": PASSWORDS["alice"]},
+                                   ssl=browser)
             assert r.status == 200
             headers = {"Cookie": f"{COOKIE}={r.cookies[COOKIE].value}"}
-            r = await session.post(f"{url}/status", json={"status": "ready"}, headers=headers, ssl=ctx)
+            r = await session.post(f"{url}/status", json={"status": "ready"}, headers=headers, ssl=browser)
             assert r.status == 200
+            page = await session.get(f"{url}/", ssl=browser)
+            assert page.status == 200 and "Agent console" in await page.text()
+            r = await session.post(f"https://127.0.0.1:{hub.port}/agent/login", ssl=node_context(pki, "node-a"),
+                                   json={"name": "alice", "password": PASSWORDS["alice"]})
+            assert r.status == 404  # a node reaches /node and nothing else
             hub.agent_api.changed(hub.router.enqueue(QueuedCall("c1", "node-a", 1, "100")))
             assert hub.router.agent("alice").state == "offered"
             await wait_for(lambda: hub.router.agent("alice").reason == "no answer", 5.0,
