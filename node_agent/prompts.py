@@ -100,6 +100,29 @@ class PromptLibrary:
                 out[f"{name}.{language}"] = write_wav(folder / f"{name}.{language}.wav", self.get(name, language))
         return out
 
+    def spoken(self, name: str, language: str, n: int) -> np.ndarray:
+        """A text prompt with ``{n}`` said as the number ``n`` ("You are number {n} in line."),
+        synthesised on first use and cached like any other (so position 3 costs one synthesis ever).
+        Blocks while it synthesises: call it off the event loop."""
+        hit = self._loaded.get((name, f"{language}#{n}"))
+        if hit is not None:
+            return hit
+        prompt = self.config.prompts.get(name)
+        if prompt is None or prompt.wav is not None:
+            raise PromptError(f"prompt {name!r} must be a text prompt with {{n}} in {self.config.path}")
+        filled = Prompt(name, {lang: text.replace("{n}", str(n)) for lang, text in prompt.texts.items()})
+        key, text = self._key(filled, language)
+        path = self._file(key)
+        if not path.is_file():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            pcm = self._produce(filled, language, text)
+            tmp = path.with_suffix(f".{n}.tmp")
+            tmp.write_bytes(pcm.astype(SAMPLE).tobytes())
+            tmp.replace(path)
+        pcm = np.fromfile(path, dtype=SAMPLE).astype(np.int16)
+        self._loaded[(name, f"{language}#{n}")] = pcm
+        return pcm
+
     def get(self, name: str, language: str) -> np.ndarray:
         """A prompt as 8 kHz int16, from the cache (built on first use if missing)."""
         hit = self._loaded.get((name, language))
