@@ -119,7 +119,7 @@ class NodeCalls:
         gone = sorted((c for c in self._calls_in_queue() if c.node == node), key=lambda c: c.state == CallState.OFFERED)
         for call in gone:
             offers += self._abandon(call.id, "the branch's link to HQ went down")
-        for cid, talk in [(k, t) for k, t in self.talking.items() if t.call.node == node]:
+        for cid in [k for k, t in self.talking.items() if t.call.node == node]:
             del self.talking[cid]
             self.events.node_ended(cid, "node", "the branch's link to HQ went down")
         for (cid, _what), waiters in list(self._answers.items()):

@@ -20,12 +20,12 @@ from aiohttp import WSMsgType, web
 
 from .. import __version__ as software
 from ..protocol import (
+    LIVE,
     MAX_WS_MESSAGE,
     Ack,
     Error,
     Heartbeat,
     HeartbeatAck,
-    LIVE,
     Hello,
     Message,
     OutboxItem,

@@ -14,12 +14,12 @@ import pytest
 from central_link import protocol as p
 from central_link.media.ice import IceConfig
 from central_link.uplink import LinkDown
+from drivers.dsp import ULAW
 from drivers.dsp.receive import RxFrame
 from hal import events as ev
 from hal.audio import FRAME
 from node_agent.config import Forwarding
 from node_agent.forwarding import Capture, Forwarder
-from drivers.dsp import ULAW
 from tests.central_link.peers import Agent, dominant, tone
 from tests.node.fakeline import FakeLine, FakePrompts, OneLineNode, until
 
