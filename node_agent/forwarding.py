@@ -27,9 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from central_link.media.ice import IceConfig
 from central_link.media.session import MediaError, MediaSession
@@ -53,6 +56,7 @@ from central_link.protocol import (
 )
 from central_link.uplink import LinkDown, Uplink
 from drivers.dsp import ALAW, ULAW
+from hal import RxFrame
 
 from .audio_filter import FrameFilter, PassThrough
 from .config import FlowNode, Forwarding
@@ -60,24 +64,45 @@ from .ivr import Call, Ivr
 
 log = logging.getLogger("node_agent.forwarding")
 LINK_LOST = object()  # put in a call's events when the uplink goes down
+END_CALL = object()  # put by a capture whose rule ends the call
 
 
 @dataclass
 class Capture:
-    """One secure capture HQ asked for, as the node's capture code sees it. ``commands`` gets the
-    agent's ``VerifyAgain`` / ``VerifyCancel``; ``progress`` and ``result`` report back (counts and
-    outcomes only: the messages refuse anything else)."""
+    """One secure capture HQ asked for, as the node's capture code sees it: the call, the node's
+    IVR (prompts, Authenticator), the call's caller -> agent ``filter`` (the DTMF mask, whose
+    capture mode keeps the capture's audio from the agent) and its media ``session``. ``commands``
+    gets the agent's ``VerifyAgain`` / ``VerifyCancel``; ``progress`` and ``result`` report back
+    (counts and outcomes only: the messages refuse anything else); ``end_call()`` ends the call
+    after the result (three failures, where the configured rule says so). While it runs the
+    agent's audio is not played to the line (the capture's prompts are)."""
 
     call: Call
+    ivr: Ivr
+    filter: FrameFilter
     session: MediaSession
     capture: str
     fields: list[str]
     progress: Callable[[str, int, str], None]  # (field, keys pressed so far, state)
     result: Callable[[str, str], None]  # (outcome, account when verified or locked)
+    end_call: Callable[[], None]
     commands: asyncio.Queue = field(default_factory=asyncio.Queue)
 
 
 CaptureRunner = Callable[[Capture], Awaitable[None]]
+
+
+class _ToLine:
+    """Where the agent's audio goes: the line's audio port, except while a secure capture plays its
+    prompts there (the capture waits for each to drain): then the agent's frames are dropped."""
+
+    def __init__(self, port) -> None:
+        self.port = port
+        self.paused = 0  # captures running
+
+    def write(self, frame: np.ndarray) -> None:
+        if not self.paused:
+            self.port.write(frame)
 
 
 @dataclass
@@ -87,6 +112,8 @@ class _Forwarded:
     position: int = 0
     state: str = "queuing"  # queuing -> queued -> talking, or left
     captures: dict[str, tuple[Capture, asyncio.Task]] = field(default_factory=dict)
+    filter: FrameFilter | None = None
+    to_line: _ToLine | None = None
 
 
 def _auth(call: Call) -> tuple[str, str]:
@@ -182,7 +209,7 @@ class Forwarder:
             call.queue_ms = round((time.monotonic() - t0) * 1000)
         if isinstance(outcome, Connect):
             fc.state = "connecting"
-            return await self._talk(fc, outcome, node)
+            return await self._talk(fc, ivr, outcome, node)
         if outcome == "callback":
             self._leave(fc, "callback")
             ask_number = FlowNode("hq_callback", "callback", {"prompt": s.callback_prompt,
@@ -268,9 +295,10 @@ class Forwarder:
                 return "callback"
 
     # -- talking ------------------------------------------------------------------------------------------
-    async def _talk(self, fc: _Forwarded, connect: Connect, node: FlowNode) -> str | None:
+    async def _talk(self, fc: _Forwarded, ivr: Ivr, connect: Connect, node: FlowNode) -> str | None:
         call, line = fc.call, fc.call.line
-        session = MediaSession(line.audio, law=self.law(), ice=self.ice)
+        fc.to_line = _ToLine(line.audio)
+        session = MediaSession(fc.to_line, law=self.law(), ice=self.ice)
         try:
             sdp = await session.answer(connect.sdp)
             await self.link.send(MediaAnswer(call.call_id, sdp))
@@ -279,9 +307,13 @@ class Forwarder:
             self._send_soon(ConnectFailed(call.call_id, _words(exc)))
             return self._fallback(call, node, f"the agent's call could not be connected: {exc}")
         fc.state, call.transfer, call.agent = "talking", "talking", connect.agent
-        filt = self.filters(call)
+        fc.filter = filt = self.filters(call)
         line.audio.clear()
-        line.set_rx_tap(lambda frame: session.on_line_frame(filt.process(frame)))
+
+        def tap(frame: RxFrame) -> None:  # every caller -> agent slot goes through the call's one filter
+            session.on_line_frame(RxFrame(frame.t_ms, filt.process(frame.pcm), frame.lost, frame.digits, frame.busy))
+
+        line.set_rx_tap(tap)
         log.info("line %d: call %s talking to agent %s", line.number, call.call_id, connect.agent)
         t0 = time.monotonic()
         by, reason = "node", ""
@@ -308,8 +340,11 @@ class Forwarder:
                     if msg is LINK_LOST:  # HQ ended the agent's side when it lost this node
                         reason, call.disposition = "the link to HQ was lost", "hq_link_lost"
                         return None
+                    if msg is END_CALL:
+                        reason, call.disposition = "the caller could not be verified", "verify_failed"
+                        return None
                     if isinstance(msg, Verify | VerifyCancel | VerifyAgain):
-                        self._capture(fc, session, msg)
+                        self._capture(fc, ivr, session, msg)
                     elif isinstance(msg, Connect):
                         self._send_soon(ConnectFailed(msg.call, "the call is talking to an agent already"))
         except asyncio.CancelledError:
@@ -331,17 +366,19 @@ class Forwarder:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.close(), 5)
 
-    def _capture(self, fc: _Forwarded, session: MediaSession, msg: Verify | VerifyCancel | VerifyAgain) -> None:
+    def _capture(self, fc: _Forwarded, ivr: Ivr, session: MediaSession,
+                 msg: Verify | VerifyCancel | VerifyAgain) -> None:
         cid = fc.call.call_id
         running = fc.captures.get(msg.capture)
         if isinstance(msg, Verify):
-            if running is not None or self.captures is None:
-                why = "unavailable"
-                self._send_soon(VerifyResult(cid, msg.capture, why))
+            if running is not None or fc.captures or self.captures is None:  # one capture at a time
+                self._send_soon(VerifyResult(cid, msg.capture, "unavailable"))
                 return
-            cap = Capture(fc.call, session, msg.capture, list(msg.fields),
+            cap = Capture(fc.call, ivr, fc.filter, session, msg.capture, list(msg.fields),
                           progress=lambda f, n, st, c=msg.capture: self._send_soon(VerifyProgress(cid, c, f, n, st)),
-                          result=lambda out, acc="", c=msg.capture: self._send_soon(VerifyResult(cid, c, out, acc)))
+                          result=lambda out, acc="", c=msg.capture: self._send_soon(VerifyResult(cid, c, out, acc)),
+                          end_call=lambda: fc.events.put_nowait(END_CALL))
+            fc.to_line.paused += 1
 
             async def run() -> None:
                 try:
@@ -353,6 +390,7 @@ class Forwarder:
                     cap.result("unavailable", "")
                 finally:
                     session.mute(False)  # whatever happened, the caller is heard again
+                    fc.to_line.paused -= 1
                     fc.captures.pop(msg.capture, None)
 
             fc.captures[msg.capture] = (cap, asyncio.create_task(run(), name=f"capture {msg.capture}"))
@@ -365,7 +403,6 @@ class Forwarder:
 
 def _words(exc: BaseException) -> str:
     """An exception as a connect_failed reason: short, and no run of digits (the protocol's rule)."""
-    import re
     return re.sub(r"\d{4,}", "…", str(exc))[:200] or type(exc).__name__
 
 

@@ -195,7 +195,7 @@ async def talking(node, fwd, link, agent: Agent):
 async def test_an_agents_call_carries_audio_both_ways_and_the_agent_hanging_up_ends_it(tmp_path):
     node, fwd, link = make(tmp_path, p.Queued("x", 1))
     agent = Agent(IceConfig.loopback(), 1000)
-    seen: list[RxFrame] = []
+    seen: list[np.ndarray] = []
 
     class Spy:  # the one caller -> agent filter of the call: sees every slot
         def process(self, frame):
@@ -250,7 +250,15 @@ async def test_verify_is_handed_to_the_nodes_capture_or_answered_unavailable(tmp
         ran.append(cap)
         cap.session.mute()
         cap.progress("pin", 2, "keying")
+        cap.call.line.audio.clear()
+        frames = cap.call.line.audio.frames_out
+        await until(lambda: cap.call.line.audio.frames_out > frames + 10, WAIT, "the line's clock")
+        assert not cap.call.line.audio.playing  # the agent's audio is not queued to the line meanwhile
         cmd = await cap.commands.get()
+        if isinstance(cmd, p.VerifyAgain):
+            cap.result("failed", "")
+            cap.end_call()
+            return
         assert isinstance(cmd, p.VerifyCancel)
         cap.result("cancelled", "")
 
@@ -268,6 +276,17 @@ async def test_verify_is_handed_to_the_nodes_capture_or_answered_unavailable(tmp
         await until(lambda: len(link.of(p.VerifyResult)) == 2, WAIT, "the cancel's result")
         assert link.of(p.VerifyResult)[-1] == p.VerifyResult(call.call_id, "cap-2", "cancelled")
         await until(lambda: not ran[0].session.muted, WAIT, "the caller heard again")
+        await until(lambda: node.line.audio.playing, WAIT, "the agent heard on the line again")
+        assert ran[0].filter is not None and ran[0].ivr is node.ivr
+        # a capture whose rule ends the call (three failures)
+        fwd.received(p.Verify(call.call_id, "cap-3", ["pin"]))
+        await until(lambda: len(link.of(p.VerifyProgress)) == 2, WAIT, "the third capture's progress")
+        fwd.received(p.VerifyAgain(call.call_id, "cap-3", "pin"))
+        await until(lambda: link.of(p.CallEnded), WAIT, "the call to end")
+        assert link.of(p.VerifyResult)[-1] == p.VerifyResult(call.call_id, "cap-3", "failed")
+        assert link.of(p.CallEnded)[0].by == "node"
+        await until(lambda: node.records()[-1]["ended"], WAIT, "the record closed")
+        assert node.records()[-1]["disposition"] == "verify_failed"
     finally:
         await agent.close()
         await node.stop()
