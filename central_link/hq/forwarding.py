@@ -190,9 +190,7 @@ class NodeCalls:
         return Queued(msg.call, position)
 
     def _abandon(self, cid: str, why: str) -> list[Offer]:
-        call = self.router.queue.get(cid)
-        if call.state == CallState.OFFERED:  # told before the router forgets which agent it rang
-            self.events.notify_call(cid, {"type": "offer_withdrawn", "reason": why})
+        # an agent it was ringing is idle again: the agent API tells it from the router's state (changed)
         self._positions.pop(cid, None)
         log.info("call %s abandoned: %s", cid, why)
         return self.router.abandon(cid)

@@ -37,7 +37,7 @@ from ..tls import ServerContexts
 from .config import HOST, HubConfig
 from .forwarding import NodeCalls
 from .listener import TlsListener
-from .queue import CallQueue
+from .queue import CallQueue, QueuedCall
 from .registry import Refused, Registry
 from .routing import Router
 from .store import HubStore
@@ -95,6 +95,22 @@ class Hub:
             await self._runner.cleanup()
         self._db.shutdown(wait=True)
         self.store.close()
+
+    # -- CallControl (call_control.py) for the agent API: the nodes' calls, by forwarding.NodeCalls --
+    async def connect(self, call: QueuedCall, agent: str, offer_sdp: str) -> str:
+        return await self.calls.connect(call, agent, offer_sdp)
+
+    async def hang_up(self, call: QueuedCall, agent: str) -> None:
+        await self.calls.hang_up(call, agent)
+
+    async def verify(self, call: QueuedCall, agent: str, capture: str, fields: tuple[str, ...]) -> None:
+        await self.calls.verify(call, agent, capture, fields)
+
+    async def verify_cancel(self, call: QueuedCall, capture: str) -> None:
+        await self.calls.verify_cancel(call, capture)
+
+    async def verify_again(self, call: QueuedCall, capture: str, field: str) -> None:
+        await self.calls.verify_again(call, capture, field)
 
     async def _in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)

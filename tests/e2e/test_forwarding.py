@@ -114,17 +114,14 @@ async def test_a_caller_waits_at_the_branch_then_talks_to_an_agent_both_ways(sim
             # the agent goes ready, is offered the call and answers it, as the agent API does
             hub.agent_api.changed(hub.router.ready("alice"))
             call = hub.router.answer("alice")
-            answer = await hub.calls.connect(call, "alice", await agent.offer())
+            answer = await hub.connect(call, "alice", await agent.offer())  # the CallControl the agent API holds
             await agent.accept_answer(answer)
             runner = node.runners[0]
             assert runner.current.transfer == "talking" and node._lines()[0].state == "talking"
             # the caller's tone at the agent; the agent's tone at the caller
             start = len(agent.heard)
-            played = asyncio.create_task(client.call("play", line=1, wav=tone_wav(tmp_path / "600.wav", 600, 3),
-                                                     wait=True, timeout_ms=10000))
-            await asyncio.sleep(0)
+            await client.call("play", line=1, wav=tone_wav(tmp_path / "600.wav", 600, 3), wait=False)
             caller = await client.call("listen", line=1, ms=1500)
-            await played
             await wait_for(lambda: len(agent.heard) >= start + 100, WAIT, "2 s of the caller at the agent")
             got = agent.heard[start:]
             loud = [f for f in got if np.sqrt(np.mean(f.astype(float) ** 2)) > 500]
@@ -135,7 +132,7 @@ async def test_a_caller_waits_at_the_branch_then_talks_to_an_agent_both_ways(sim
             assert caller["level_dbm0"] is not None and caller["level_dbm0"] > -25, caller
             # the agent hangs up: both legs end
             hub.agent_api.changed(hub.router.hang_up("alice"))
-            await hub.calls.hang_up(call, "alice")
+            await hub.hang_up(call, "alice")
             assert (await client.call("wait_onhook", line=1, timeout_ms=5000))["onhook"]
             await wait_idle(node)
             await wait_for(lambda: hub.store.items("call_record", "test-branch"), WAIT, "the call record at HQ")
