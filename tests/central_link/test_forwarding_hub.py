@@ -221,3 +221,16 @@ async def test_queue_call_fails_fast_while_the_link_is_down(tmp_path, pki):
     with pytest.raises(LinkDown, match="not connected"):
         await asyncio.wait_for(up.queue_call(call("c1"), WAIT), 0.5)
     assert json.loads(call("c1").to_json())["type"] == "queue_call"
+
+
+async def test_a_full_queue_and_a_closing_hub_refuse_with_their_reason(tmp_path, pki):
+    async with deployment(tmp_path, pki, nodes=("node-a",)) as (hub, nodes, _events):
+        a = nodes["node-a"]
+        agent_does(hub, hub.router.login, "alice", Role.AGENT)
+        hub.calls.max_waiting = 1
+        assert await a.up.queue_call(call("c1"), WAIT) == p.Queued("c1", 1)
+        assert await a.up.queue_call(call("c2"), WAIT) == p.QueueRefused("c2", "full")
+        hub.calls.closing = True
+        await a.up.send(p.QueueLeave("c1", "callback"))
+        assert await a.up.queue_call(call("c3"), WAIT) == p.QueueRefused("c3", "closed")
+        assert len(hub.router.queue) == 0
