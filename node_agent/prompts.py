@@ -24,6 +24,11 @@ FORMAT = "s16le8k-v2"  # part of every cache key: changing the stored format inv
 SAMPLE = np.dtype("<i2")  # how a cached prompt is stored: raw 8 kHz little-endian int16
 
 
+def is_template(prompt: Prompt) -> bool:
+    """A text prompt with ``{n}`` in it (the queue position): never spoken as it is."""
+    return prompt.wav is None and any("{n}" in t for t in prompt.texts.values())
+
+
 class PromptError(RuntimeError):
     """A prompt cannot be produced; says which and why."""
 
@@ -76,6 +81,8 @@ class PromptLibrary:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         built = cached = 0
         for prompt in self.config.prompts.values():
+            if is_template(prompt):
+                continue  # spoken with a number filled in (spoken()), each made on first use
             for language in (self.languages if prompt.wav is None else [self.config.language]):
                 key, text = self._key(prompt, language)
                 path = self._file(key)
@@ -95,7 +102,9 @@ class PromptLibrary:
         to what callers hear; returns {"NAME.LANG": path}."""
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
-        for name in self.config.prompts:
+        for name, prompt in self.config.prompts.items():
+            if is_template(prompt):
+                continue
             for language in languages or self.languages:
                 out[f"{name}.{language}"] = write_wav(folder / f"{name}.{language}.wav", self.get(name, language))
         return out

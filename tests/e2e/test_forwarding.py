@@ -77,7 +77,6 @@ async def forwarding_branch(sim, tmp_path, hub_port: int, pki):
         for n in (1, 2):  # the position as the caller hears it, said with its number
             pcm = await asyncio.to_thread(node.prompts.spoken, "place", "en", n)
             refs[f"place{n}.en"] = str(write_wav(tmp_path / "prompts" / f"place{n}.en.wav", pcm))
-        del refs["place.en"]  # the template itself is never played
         yield node, client, refs
     finally:
         if client is not None:
