@@ -234,3 +234,24 @@ async def test_a_full_queue_and_a_closing_hub_refuse_with_their_reason(tmp_path,
         await a.up.send(p.QueueLeave("c1", "callback"))
         assert await a.up.queue_call(call("c3"), WAIT) == p.QueueRefused("c3", "closed")
         assert len(hub.router.queue) == 0
+
+
+async def test_queue_call_fails_when_hq_does_not_answer_in_time_or_the_link_breaks(tmp_path, pki):
+    async with deployment(tmp_path, pki, nodes=("node-a",)) as (hub, nodes, _events):
+        a = nodes["node-a"]
+        stuck, release = asyncio.Event(), asyncio.Event()
+
+        async def never(node, msg):  # a hub busy elsewhere: no answer comes (until the test ends)
+            stuck.set()
+            await release.wait()
+
+        hub.calls.on_message = never
+        with pytest.raises(LinkDown, match="did not answer queue_call within 0.3 s"):
+            await a.up.queue_call(call("c1"), 0.3)
+        waiting = asyncio.ensure_future(a.up.queue_call(call("c2"), WAIT))
+        await wait_for(lambda: stuck.is_set(), WAIT, "the hub to get it")
+        await a.up._link.ws.close()  # the link breaks while the node waits
+        with pytest.raises(LinkDown, match="went down before it answered"):
+            await asyncio.wait_for(waiting, WAIT)
+        assert a.links[-1] is False
+        release.set()
