@@ -195,6 +195,9 @@ class Forwarder:
             answer = await self.link.queue_call(ask, s.queue_timeout_s)
         except LinkDown as exc:
             return self._fallback(call, node, str(exc))
+        except asyncio.CancelledError:  # hung up while HQ was queuing it: HQ may have it already
+            self._leave(fc, "caller_hangup")
+            raise
         if isinstance(answer, QueueRefused):
             return self._fallback(call, node, f"HQ did not queue it ({answer.reason})")
         fc.position, fc.state, call.transfer = answer.position, "queued", "queued"
@@ -306,6 +309,11 @@ class Forwarder:
             await session.close()
             self._send_soon(ConnectFailed(call.call_id, _words(exc)))
             return self._fallback(call, node, f"the agent's call could not be connected: {exc}")
+        except asyncio.CancelledError:  # the caller hung up while the answer was being made
+            self._send_soon(ConnectFailed(call.call_id, "the caller hung up"))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.close(), 5)
+            raise
         fc.state, call.transfer, call.agent = "talking", "talking", connect.agent
         fc.filter = filt = self.filters(call)
         line.audio.clear()

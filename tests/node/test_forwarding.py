@@ -67,6 +67,8 @@ class FakeUplink:
 
     async def queue_call(self, msg, timeout):
         self.sent.append(msg)
+        if self.answer == "never":  # HQ is slow to answer
+            await asyncio.Event().wait()
         if self.answer is None:
             raise LinkDown("HQ did not answer queue_call")
         return self.answer
@@ -156,6 +158,18 @@ async def test_the_callback_key_leaves_the_queue_and_leaves_a_number(tmp_path):
         items = node.store.outbox_pending(10)
         assert [(i.kind, i.payload) for i in items if i.kind == "callback"] == \
             [("callback", {"call_id": call.call_id, "number": "13800138000"})]
+    finally:
+        await node.stop()
+
+
+async def test_hanging_up_while_hq_is_queuing_the_call_leaves_the_queue(tmp_path):
+    node, fwd, link = make(tmp_path, "never")
+    try:
+        call = await to_transfer(node)
+        await until(lambda: link.of(p.QueueCall), WAIT, "queue_call")
+        node.line.emit(ev.HungUp(1, "loop_drop"))
+        await until(lambda: link.of(p.QueueLeave), WAIT, "queue_leave")
+        assert link.of(p.QueueLeave) == [p.QueueLeave(call.call_id, "caller_hangup")]  # HQ may have queued it
     finally:
         await node.stop()
 
