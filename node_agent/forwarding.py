@@ -65,6 +65,7 @@ from .ivr import Call, Ivr
 log = logging.getLogger("node_agent.forwarding")
 LINK_LOST = object()  # put in a call's events when the uplink goes down
 END_CALL = object()  # put by a capture whose rule ends the call
+HANGUP_GRACE_S = 1.0  # media ended: HQ's hang_up may be on its way (the agent's browser closed first)
 
 
 @dataclass
@@ -338,7 +339,10 @@ class Forwarder:
                         reason, call.disposition = "the media connection to the agent did not come up", "media_failed"
                         return None
                 if waits["ended"] in done:
-                    reason, call.disposition = "the media connection to the agent was lost", "media_lost"
+                    if await self._agent_hung_up(fc, waits):  # its browser may close the media before HQ says so
+                        by, reason, call.disposition = "agent", "the agent hung up", "agent_hangup"
+                    else:
+                        reason, call.disposition = "the media connection to the agent was lost", "media_lost"
                     return None
                 if waits["event"] in done:
                     msg = waits.pop("event").result()
@@ -373,6 +377,21 @@ class Forwarder:
                      connect.agent, by, call.talk_ms / 1000, reason)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.close(), 5)
+
+    async def _agent_hung_up(self, fc: _Forwarded, waits: dict[str, asyncio.Future]) -> bool:
+        """Whether HQ's hang_up comes within HANGUP_GRACE_S of the media ending (what else comes is dropped)."""
+        event = waits.pop("event", None) or asyncio.ensure_future(fc.events.get())
+        try:
+            async with asyncio.timeout(HANGUP_GRACE_S):
+                while True:
+                    msg = await event
+                    if isinstance(msg, HangUp):
+                        return True
+                    event = asyncio.ensure_future(fc.events.get())
+        except TimeoutError:
+            return False
+        finally:
+            event.cancel()
 
     def _capture(self, fc: _Forwarded, ivr: Ivr, session: MediaSession,
                  msg: Verify | VerifyCancel | VerifyAgain) -> None:

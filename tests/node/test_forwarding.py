@@ -255,6 +255,26 @@ async def test_the_caller_hanging_up_while_talking_ends_the_agents_leg(tmp_path)
         await node.stop()
 
 
+@pytest.mark.parametrize("hang_up", [True, False], ids=["agent hung up", "media lost"])
+async def test_media_that_ends_is_the_agent_hanging_up_when_hq_says_so_else_lost(tmp_path, hang_up):
+    node, fwd, link = make(tmp_path, p.Queued("x", 1))
+    agent = Agent(IceConfig.loopback(), 1000)
+    try:
+        call = await talking(node, fwd, link, agent)
+        await until(lambda: len(agent.heard) >= 10, WAIT, "audio at the agent")
+        await agent.close()  # the browser closes its peer connection first ...
+        if hang_up:
+            fwd.received(p.HangUp(call.call_id))  # ... and HQ's hang_up follows
+        await until(lambda: link.of(p.CallEnded), WAIT, "call_ended")
+        by = "agent" if hang_up else "node"
+        assert link.of(p.CallEnded)[0].by == by
+        await until(lambda: node.records()[-1]["ended"], WAIT, "the record closed")
+        assert node.records()[-1]["disposition"] == ("agent_hangup" if hang_up else "media_lost")
+    finally:
+        await agent.close()
+        await node.stop()
+
+
 async def test_verify_is_handed_to_the_nodes_capture_or_answered_unavailable(tmp_path):
     node, fwd, link = make(tmp_path, p.Queued("x", 1))
     agent = Agent(IceConfig.loopback(), 1000)
