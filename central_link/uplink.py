@@ -6,6 +6,12 @@ items in flight at a time. An item leaves the outbox only when the hub acknowled
 a reconnect everything not acknowledged is sent again (the hub applies a key once and acknowledges
 it again), so nothing is lost and nothing is applied twice. Between attempts the uplink waits an
 exponential backoff with jitter, reset once a connection is welcomed.
+
+The live messages of a forwarded call (``protocol.LIVE``) do not go through the outbox: a caller
+on hold cannot wait for a replay after a reconnect. :meth:`Uplink.send` sends one now or raises
+:class:`LinkDown`; :meth:`Uplink.queue_call` sends ``queue_call`` and waits for HQ's answer, and
+fails fast (LinkDown) while the link is down, so the IVR takes its fallback at once. What HQ sends
+about calls goes to the node's :class:`LiveHandler`, which also hears when the link goes up and down.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Protocol
 import aiohttp
 
 from .protocol import (
+    LIVE,
     MAX_WS_MESSAGE,
     Ack,
     Error,
@@ -28,8 +35,12 @@ from .protocol import (
     HeartbeatAck,
     Hello,
     LineState,
+    Message,
     OutboxItem,
     ProtocolError,
+    QueueCall,
+    Queued,
+    QueueRefused,
     Welcome,
     parse,
 )
@@ -50,6 +61,23 @@ class Outbox(Protocol):
     def acked(self, key: str) -> None:
         """The hub has this item: it need not be sent again."""
         ...
+
+
+class LiveHandler(Protocol):
+    """The node's side of forwarded calls, as the uplink drives it. Both are called on the event
+    loop and must not block (queue the work, answer later with :meth:`Uplink.send`)."""
+
+    def received(self, msg: Message) -> None:
+        """A live message from HQ about a call (connect, hang_up, queue_position, verify ...)."""
+        ...
+
+    def link_changed(self, up: bool) -> None:
+        """The link came up (welcomed) or went down: HQ's queue has forgotten this node's calls."""
+        ...
+
+
+class LinkDown(ConnectionError):
+    """HQ is not reachable now: the live message was not sent (or its answer will not come)."""
 
 
 @dataclass(frozen=True)
@@ -94,12 +122,54 @@ class _Gone(Exception):
 class Uplink:
     def __init__(self, url: str, ssl_context: ssl.SSLContext, info: NodeInfo, outbox: Outbox, *,
                  backoff: Backoff | None = None, poll_s: float = 0.5,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 handler: LiveHandler | None = None) -> None:
         self.url, self.ssl, self.info, self.outbox = url, ssl_context, info, outbox
         self.backoff = backoff or Backoff()
         self.poll_s = poll_s
         self.sleep = sleep  # the wait between attempts (a fake clock in tests)
         self.state = LinkState()
+        self.handler = handler
+        self._link: _Connection | None = None  # the welcomed connection, while there is one
+        self._waiting: dict[str, asyncio.Future] = {}  # queue_call's call id -> HQ's answer
+
+    # -- live messages ---------------------------------------------------------------------------
+    @property
+    def up(self) -> bool:
+        return self._link is not None
+
+    async def send(self, msg: Message) -> None:
+        """Send one live message now; LinkDown when there is no welcomed connection (or it broke)."""
+        link = self._link
+        if link is None:
+            raise LinkDown(f"HQ is not connected ({self.state.last_error or 'not yet'})")
+        try:
+            await link.ws.send_str(msg.to_json())
+        except (ConnectionError, RuntimeError) as exc:  # aiohttp: a closing transport
+            raise LinkDown(f"the link broke while sending {msg.TYPE}: {exc}") from None
+
+    async def queue_call(self, msg: QueueCall, timeout: float) -> Queued | QueueRefused:
+        """Queue a call at HQ: its answer, or LinkDown (no link, it broke, or no answer in time)."""
+        if msg.call in self._waiting:
+            raise ValueError(f"call {msg.call} is being queued already")
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[msg.call] = fut
+        try:
+            await self.send(msg)
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise LinkDown(f"HQ did not answer queue_call within {timeout:g} s") from None
+        finally:
+            self._waiting.pop(msg.call, None)
+
+    def _went_down(self) -> None:
+        self._link = None
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(LinkDown("the link to HQ went down before it answered"))
+        if self.handler is not None:
+            self.handler.link_changed(False)
 
     async def run(self) -> None:
         # a hub that does not answer (a black hole, not a refusal) costs one timeout, not aiohttp's 5 minutes
@@ -133,7 +203,13 @@ class Uplink:
             self.state.connected, self.state.connects = True, self.state.connects + 1
             log.info("HQ link up (%s), heartbeat every %.1f s", welcome.hub, welcome.heartbeat_s)
             link = _Connection(self, ws, min(max(welcome.heartbeat_s, 0.05), 300.0))  # as the hub's config allows
-            await link.run()
+            self._link = link
+            if self.handler is not None:
+                self.handler.link_changed(True)
+            try:
+                await link.run()
+            finally:
+                self._went_down()
 
     async def _welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -224,6 +300,20 @@ class _Connection:
             elif isinstance(msg, Error):
                 log.warning("HQ reports an error in what the node sent: %s: %s (about %s)", msg.code, msg.detail,
                             msg.about or "a frame")
+            elif isinstance(msg, Queued | QueueRefused):
+                fut = up._waiting.get(msg.call)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+                else:
+                    log.info("HQ answered queue_call for call %s, which waits no more", msg.call)
+            elif isinstance(msg, LIVE) and msg.SENDER == "hq":
+                if up.handler is None:
+                    await self.ws.send_str(Error("unexpected", "this node forwards no calls", msg.TYPE).to_json())
+                else:
+                    try:
+                        up.handler.received(msg)
+                    except Exception:  # noqa: BLE001 - one call's fault must not take the link down
+                        log.exception("the node failed to take HQ's %s for call %s", msg.TYPE, msg.call)
             else:
                 await self.ws.send_str(Error("unexpected", f"{msg.TYPE} is sent by the node, not to it",
                                              msg.TYPE).to_json())

@@ -169,3 +169,4 @@ def _take(call: Call, rec: CallRecord) -> None:
     """The call's state so far into its record."""
     rec.ivr_path = list(call.path)
     rec.auth_outcome, rec.account = call.auth_outcome, call.account
+    rec.agent, rec.queue_ms, rec.talk_ms = call.agent, call.queue_ms, call.talk_ms

@@ -111,12 +111,39 @@ class LineConfig:
 
 
 @dataclass(frozen=True)
+class Forwarding:
+    """How a call waits for an HQ agent at the branch (the ``[hq]`` settings after the uplink's).
+    Prompt settings name prompts of ``[prompts]``; ``position_prompt``'s texts say ``{n}`` where the
+    caller's place in line goes."""
+    hold_prompt: str | None = None  # played while the caller waits, every hold_every_s
+    hold_every_s: float = 20.0
+    position_prompt: str | None = None  # "You are number {n} in line.", every announce_every_s
+    announce_every_s: float = 30.0
+    callback_key: str | None = None  # pressed while waiting: leave a callback number instead
+    callback_prompt: str | None = None  # asks for the number (with callback_key)
+    callback_confirm_prompt: str | None = None  # "we will call you back" (with callback_key)
+    max_wait_s: float = 600.0  # then the caller leaves the queue for the transfer's fallback
+    queue_timeout_s: float = 3.0  # HQ's answer to queue_call, else the fallback
+    connect_timeout_s: float = 10.0  # an answered call's media must connect within this
+    ice: Any = None  # central_link.media.ice.IceConfig from [hq.ice]; None: no server, any address
+
+
+FORWARDING_SECONDS: dict[str, tuple[float, float]] = {  # setting: (lowest, highest)
+    "hold_every_s": (1, 3600), "announce_every_s": (5, 3600), "max_wait_s": (10, 86400),
+    "queue_timeout_s": (0.5, 60), "connect_timeout_s": (1, 120)}
+FORWARDING_PROMPTS = ("hold_prompt", "position_prompt", "callback_prompt", "callback_confirm_prompt")
+HQ_KEYS = ("url", "cert", "key", "ca", "callback_key", "ice", *FORWARDING_PROMPTS, *FORWARDING_SECONDS)
+
+
+@dataclass(frozen=True)
 class HqConfig:
-    """The ``[hq]`` section: where the hub is and the node's certificate for it."""
+    """The ``[hq]`` section: where the hub is and the node's certificate for it, and how calls
+    transferred to an agent wait for one."""
     url: str
     cert: Path
     key: Path
     ca: Path
+    forwarding: Forwarding = field(default_factory=Forwarding)
 
 
 @dataclass(frozen=True)
@@ -239,18 +266,20 @@ class _Checker:
             self.bad("flows", "no flow is defined: add [flows.NAME] with a start node")
         lines = self._lines(self.section("lines", "lines"), flows)
         self._languages(language if language in LANGUAGES else "cmn", flows, prompts)
-        hq = self._hq(node_id) if "hq" in raw else None
+        hq = self._hq(node_id, prompts) if "hq" in raw else None
         if self.problems:
             raise ConfigError(self.path, self.problems)
         return NodeConfig(self.path, node_id, card, data_dir, country, language, mdf, lines, prompts,
                           {k: v for k, v in flows.items() if v is not None}, aor, hq)
 
-    def _hq(self, node_id: str) -> HqConfig | None:
+    def _hq(self, node_id: str, prompts: dict[str, Prompt]) -> HqConfig | None:
         """The uplink to HQ: a wss:// URL on a host and port, and the node's certificate files."""
         table = self.section("hq", "the uplink's settings (url, cert, key, ca)")
         for key in table:
-            if key not in ("url", "cert", "key", "ca"):
-                self.bad("hq", f"unknown setting {_show(key)} (the uplink takes url, cert, key and ca)")
+            if key not in HQ_KEYS:
+                self.bad("hq", f"unknown setting {_show(key)} (the uplink takes url, cert, key and ca; waiting "
+                         f"for an agent: {', '.join(HQ_KEYS[4:])})")
+        forwarding = self._forwarding(table, prompts)
         url = self._str(table, "url", "hq", required=True, limit=4096)
         if url:
             try:
@@ -277,7 +306,55 @@ class _Checker:
                 client_context(files["cert"], files["key"], files["ca"])
             except TlsConfigError as exc:
                 self.bad("hq", str(exc))
-        return HqConfig(url, files["cert"], files["key"], files["ca"])
+        return HqConfig(url, files["cert"], files["key"], files["ca"], forwarding)
+
+    def _forwarding(self, table: dict, prompts: dict[str, Prompt]) -> Forwarding:
+        d = Forwarding()
+        values: dict[str, Any] = {}
+        for key, (lo, hi) in FORWARDING_SECONDS.items():
+            v = table.get(key, getattr(d, key))
+            if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
+                self.bad("hq", f"{key} must be a number of seconds from {lo:g} to {hi:g}, not {_show(v)}")
+                continue
+            values[key] = float(v)
+        for key in FORWARDING_PROMPTS:
+            v = table.get(key)
+            if v is None:
+                continue
+            if not isinstance(v, str) or v not in prompts:
+                self.bad("hq", f"{key} uses prompt {_show(v)}, which is not defined under [prompts]")
+                continue
+            values[key] = v
+        position = values.get("position_prompt")
+        if position is not None:
+            p = prompts[position]
+            if p.wav is not None or any("{n}" not in t for t in p.texts.values()):
+                self.bad(f"prompts.{_name(position)}", "the position_prompt of [hq] is spoken with the caller's "
+                         "place in line: give it a text in each language with {n} where the number goes, "
+                         "like en = \"You are number {n} in line.\" (not a wav)")
+        key = table.get("callback_key")
+        if key is not None:
+            if not isinstance(key, str) or key not in DIGIT_KEYS:
+                self.bad("hq", f"callback_key {_show(key)} is not a phone key: use one of 0-9 * #")
+            elif not ("callback_prompt" in values and "callback_confirm_prompt" in values):
+                self.bad("hq", "callback_key needs callback_prompt (asks for the number) and "
+                         "callback_confirm_prompt (says it was taken)")
+            else:
+                values["callback_key"] = key
+        elif "callback_prompt" in values or "callback_confirm_prompt" in values:
+            self.bad("hq", "callback_prompt and callback_confirm_prompt are used only with callback_key: "
+                     "set the key the caller presses, or remove them")
+        ice = table.get("ice")
+        if ice is not None and not _table(ice):
+            self.bad("hq.ice", "must be a table: servers, networks, relay_only")
+        elif ice is not None:
+            from central_link.media.ice import IceConfig, IceConfigError  # aiortc: only for a node that sets ICE
+
+            try:
+                values["ice"] = IceConfig.from_dict(ice, "[hq.ice]")
+            except IceConfigError as exc:
+                self.problems.append(str(exc))
+        return Forwarding(**values)
 
     def _card(self, node: dict) -> str:
         card = self._str(node, "card", "node", required=True)

@@ -22,6 +22,7 @@ from . import __version__
 from .auth import Authenticator
 from .calls import LineRunner
 from .config import NodeConfig
+from .forwarding import Forwarder, line_law
 from .hq_link import make_uplink
 from .ivr import Ivr
 from .prompts import PromptLibrary
@@ -41,6 +42,9 @@ class Node:
         self.board = hal.open(config.card, hal.BoardConfig(country=config.country))
         self.runners: list[LineRunner] = []
         self.uplink: Uplink | None = None
+        # calls the IVR transfers wait here for an HQ agent (without [hq]: the transfer's fallback)
+        self.forwarder = None if config.hq is None else Forwarder(config.hq.forwarding, self._law)
+        self.ivr.forwarder = self.forwarder
         self.started = time.time()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -71,7 +75,9 @@ class Node:
         tasks = [asyncio.create_task(r.run(), name=f"line {r.line.number}") for r in self.runners]
         tasks.append(asyncio.create_task(self._publish(), name="status"))
         if self.config.hq is not None:  # without [hq] the node works alone, its outbox kept
-            self.uplink = make_uplink(self.config.hq, self.config.node_id, self.store, self._firmware, self._lines)
+            self.uplink = make_uplink(self.config.hq, self.config.node_id, self.store, self._firmware, self._lines,
+                                      handler=self.forwarder)
+            self.forwarder.link = self.uplink
             tasks.append(asyncio.create_task(self.uplink.run(), name="hq uplink"))
         if ready is not None:
             ready.set()
@@ -87,8 +93,13 @@ class Node:
         ident = self.board.identity
         return ident.firmware if ident else ""
 
+    def _law(self) -> int:
+        ident = self.board.identity
+        return line_law(ident.law if ident else None)
+
     def _lines(self) -> list[LineState]:
-        return [LineState(r.line.number, r.config.number, r.state) for r in self.runners]
+        return [LineState(r.line.number, r.config.number, (r.current.transfer if r.current else "") or r.state)
+                for r in self.runners]
 
     def status(self) -> dict:
         ident = self.board.identity
@@ -99,7 +110,8 @@ class Node:
                 "url": self.config.card, "connected": self.board.connected,
                 "board": ident.board_id if ident else None, "firmware": ident.firmware if ident else None,
                 "bad_frames": link.bad_frames, "reconnects": link.reconnects},
-            "lines": [{"line": r.line.number, "number": r.config.number, "flow": r.config.flow, "state": r.state,
+            "lines": [{"line": r.line.number, "number": r.config.number, "flow": r.config.flow,
+                       "state": (r.current.transfer if r.current else "") or r.state,
                        "calls": r.calls, "caller": r.current.caller_number if r.current else "",
                        "node": r.current.path[-1] if r.current and r.current.path else ""} for r in self.runners],
             "open_alarms": len(self.auth.alarms()), "outbox_pending": self.store.outbox_count(),

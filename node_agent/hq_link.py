@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from central_link.protocol import LineState, OutboxItem
 from central_link.tls import client_context
-from central_link.uplink import NodeInfo, Uplink
+from central_link.uplink import LiveHandler, NodeInfo, Uplink
 
 from . import __version__
 from .config import HqConfig
@@ -29,6 +29,7 @@ class StoreOutbox:
 
 
 def make_uplink(hq: HqConfig, node_id: str, store: Store, firmware: Callable[[], str],
-                lines: Callable[[], list[LineState]]) -> Uplink:
+                lines: Callable[[], list[LineState]], handler: LiveHandler | None = None) -> Uplink:
     ctx = client_context(hq.cert, hq.key, hq.ca)
-    return Uplink(hq.url, ctx, NodeInfo(node_id, f"branchnode {__version__}", firmware, lines), StoreOutbox(store))
+    return Uplink(hq.url, ctx, NodeInfo(node_id, f"branchnode {__version__}", firmware, lines), StoreOutbox(store),
+                  handler=handler)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from hal import Line
 
 from .auth import Authenticator
@@ -66,7 +68,7 @@ class KeyBuffer:
         return self._keys.popleft()
 
 
-_RECORDED = frozenset({"auth_outcome", "account", "disposition"})  # besides ``path``: what the record keeps
+_RECORDED = frozenset({"auth_outcome", "account", "disposition", "agent", "queue_ms", "talk_ms"})  # besides ``path``: what the record keeps
 
 
 @dataclass
@@ -74,7 +76,8 @@ class Call:
     """One call's IVR state. ``path`` and the fields in ``_RECORDED`` are what the call record
     keeps: changing them (through :meth:`enter` for the path) sets ``changed``, and the runner
     writes the record, so it follows the call without each handler having to remember to.
-    ``doing`` says what the IVR is doing now: "prompt", "keys", "recording" or ""."""
+    ``doing`` says what the IVR is doing now: "prompt", "keys", "recording" or ""; ``transfer`` is
+    "queued" while the call waits for an HQ agent and "talking" once one took it."""
 
     call_id: str
     line: Line
@@ -87,7 +90,11 @@ class Call:
     auth_outcome: str = ""
     account: str = ""
     disposition: str = ""
+    agent: str = ""  # a transfer: the HQ agent who took it, the time in HQ's queue and talking
+    queue_ms: int | None = None
+    talk_ms: int | None = None
     doing: str = ""
+    transfer: str = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -112,6 +119,7 @@ class Ivr:
         self.recordings = Recordings(store, config.data_dir / "recordings")
         # key-to-response: from a key reaching the node to the first audio of the prompt it led to
         self.key_to_response_ms: deque[float] = deque(maxlen=10000)
+        self.forwarder = None  # node_agent.forwarding.Forwarder when the node has an uplink to HQ
 
     async def run(self, call: Call, flow_name: str) -> None:
         flow = self.config.flows[flow_name]
@@ -149,15 +157,20 @@ class Ivr:
         (the key stays in the buffer). Prompts that cannot be interrupted (a wrong PIN, an invalid
         choice) do not take keys either: what is pressed while they play is dropped, so a key
         pressed in impatience, or one heard late, does not answer the question that follows."""
+        return await self.play_clips(call, [(n, self.prompts.get(n, language or call.language)) for n in names],
+                                     barge_in=barge_in)
+
+    async def play_clips(self, call: Call, clips: list[tuple[str, np.ndarray]], *, barge_in: bool = True) -> bool:
+        """:meth:`play` for audio already made (a prompt with a number in it): (name, pcm) each."""
         self._check(call)
         audio = call.line.audio
-        for name in names:
+        for name, pcm in clips:
             if barge_in and len(call.keys):
                 audio.clear()
                 return True
             call.heard.append(name)
             call.doing = "prompt"
-            audio.write(self.prompts.get(name, language or call.language))
+            audio.write(pcm)
             if call.keys.last_key_at is not None and not len(call.keys):
                 self.key_to_response_ms.append((time.monotonic() - call.keys.last_key_at) * 1000)
                 call.keys.last_key_at = None
@@ -322,9 +335,10 @@ class Ivr:
             self.store.enqueue(db, "callback", f"callback-{call.call_id}", {"call_id": call.call_id, "number": number})
 
     async def _transfer(self, call: Call, node: FlowNode) -> str | None:
-        # HQ is not wired yet (central_link): every transfer takes its configured fallback
         if node.get("prompt"):
             await self.play(call, [node["prompt"]], barge_in=False)
+        if self.forwarder is not None:  # the node has an uplink: the call waits here for an HQ agent
+            return await self.forwarder.forward(call, self, node)
         call.disposition = "transfer_fallback"
         return node["fallback"]
 

@@ -24,6 +24,11 @@ FORMAT = "s16le8k-v2"  # part of every cache key: changing the stored format inv
 SAMPLE = np.dtype("<i2")  # how a cached prompt is stored: raw 8 kHz little-endian int16
 
 
+def is_template(prompt: Prompt) -> bool:
+    """A text prompt with ``{n}`` in it (the queue position): never spoken as it is."""
+    return prompt.wav is None and any("{n}" in t for t in prompt.texts.values())
+
+
 class PromptError(RuntimeError):
     """A prompt cannot be produced; says which and why."""
 
@@ -76,6 +81,8 @@ class PromptLibrary:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         built = cached = 0
         for prompt in self.config.prompts.values():
+            if is_template(prompt):
+                continue  # spoken with a number filled in (spoken()), each made on first use
             for language in (self.languages if prompt.wav is None else [self.config.language]):
                 key, text = self._key(prompt, language)
                 path = self._file(key)
@@ -95,10 +102,35 @@ class PromptLibrary:
         to what callers hear; returns {"NAME.LANG": path}."""
         folder.mkdir(parents=True, exist_ok=True)
         out = {}
-        for name in self.config.prompts:
+        for name, prompt in self.config.prompts.items():
+            if is_template(prompt):
+                continue
             for language in languages or self.languages:
                 out[f"{name}.{language}"] = write_wav(folder / f"{name}.{language}.wav", self.get(name, language))
         return out
+
+    def spoken(self, name: str, language: str, n: int) -> np.ndarray:
+        """A text prompt with ``{n}`` said as the number ``n`` ("You are number {n} in line."),
+        synthesised on first use and cached like any other (so position 3 costs one synthesis ever).
+        Blocks while it synthesises: call it off the event loop."""
+        hit = self._loaded.get((name, f"{language}#{n}"))
+        if hit is not None:
+            return hit
+        prompt = self.config.prompts.get(name)
+        if prompt is None or prompt.wav is not None:
+            raise PromptError(f"prompt {name!r} must be a text prompt with {{n}} in {self.config.path}")
+        filled = Prompt(name, {lang: text.replace("{n}", str(n)) for lang, text in prompt.texts.items()})
+        key, text = self._key(filled, language)
+        path = self._file(key)
+        if not path.is_file():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            pcm = self._produce(filled, language, text)
+            tmp = path.with_suffix(f".{n}.tmp")
+            tmp.write_bytes(pcm.astype(SAMPLE).tobytes())
+            tmp.replace(path)
+        pcm = np.fromfile(path, dtype=SAMPLE).astype(np.int16)
+        self._loaded[(name, f"{language}#{n}")] = pcm
+        return pcm
 
     def get(self, name: str, language: str) -> np.ndarray:
         """A prompt as 8 kHz int16, from the cache (built on first use if missing)."""

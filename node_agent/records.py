@@ -40,6 +40,9 @@ class CallRecord:
     disposition: str = ""
     ended_in: str = ""  # the node of the flow the call was in when it ended
     updated: str = ""
+    agent: str = ""  # the HQ agent who took the call (a transfer)
+    queue_ms: int | None = None  # time in HQ's queue (a transfer), until an agent took it or the caller left
+    talk_ms: int | None = None  # time talking to the agent
 
     def row(self) -> dict:
         return asdict(self) | {"ivr_path": json.dumps(self.ivr_path)}

@@ -85,8 +85,16 @@ def _v5_clears_by_event(db: sqlite_utils.Database) -> None:
                "WHERE auth_events.at <= alarms.cleared_at) WHERE cleared_at IS NOT NULL")
 
 
+def _v6_forwarded_calls(db: sqlite_utils.Database) -> None:
+    """A call transferred to HQ: the agent who took it, its time in HQ's queue and its talk time."""
+    db["call_records"].add_column("agent", str)
+    db["call_records"].add_column("queue_ms", int)
+    db["call_records"].add_column("talk_ms", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_erase_unknown_account_digits,
-                                                               _v4_calls_in_progress, _v5_clears_by_event]
+                                                               _v4_calls_in_progress, _v5_clears_by_event,
+                                                               _v6_forwarded_calls]
 
 
 def now_utc() -> str:

@@ -4,7 +4,8 @@ A connection whose certificate passed the handshake is still refused (HTTP 403 /
 with the reason) when its node id (the certificate's CN) is not in the node list or is connected
 already. On a connection every frame is answered: a bad one with an ``error`` naming what was
 wrong (the connection stays), ``hello`` with ``welcome``, ``heartbeat`` with ``heartbeat_ack``,
-``outbox`` with ``ack`` once the item is durably applied (exactly once, by its key).
+``outbox`` with ``ack`` once the item is durably applied (exactly once, by its key), and the live
+messages of forwarded calls by ``forwarding.NodeCalls`` (the queue, connect, hang-up, verify).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from .. import __version__ as software
 from ..protocol import (
+    LIVE,
     MAX_WS_MESSAGE,
     Ack,
     Error,
@@ -34,8 +36,9 @@ from ..protocol import (
 from ..tls import ServerContexts
 from .config import HOST, HubConfig
 from .console_site import ConsoleListener
+from .forwarding import NodeCalls
 from .listener import TlsListener
-from .queue import CallQueue
+from .queue import CallQueue, QueuedCall
 from .registry import Refused, Registry
 from .routing import Router
 from .store import HubStore
@@ -68,7 +71,9 @@ class Hub:
         self._listener: TlsListener | None = None
         self.port = 0
         self.router = Router(CallQueue(config.priorities), time.monotonic, config.routing)
+        self.calls = NodeCalls(self.router)  # the nodes' calls: the agent API's CallControl
         self.agent_api = AgentApi(self.store, self.router, self._in_db, calls=self)  # the hub reaches the nodes
+        self.calls.attach(self.agent_api)  # positions pushed after its events; its AgentEvents
         self.console = ConsoleListener(self.agent_api, config.cert, config.key)
         self.console_port = 0
 
@@ -86,6 +91,7 @@ class Hub:
         return self.port
 
     async def close(self) -> None:
+        self.calls.closing = True  # a call queued from now on is refused "closed"
         self.agent_api.close()  # closes the agents' event sockets
         await self.console.close()
         if self._listener is not None:
@@ -94,6 +100,22 @@ class Hub:
             await self._runner.cleanup()
         self._db.shutdown(wait=True)
         self.store.close()
+
+    # -- CallControl (call_control.py) for the agent API: the nodes' calls, by forwarding.NodeCalls --
+    async def connect(self, call: QueuedCall, agent: str, offer_sdp: str) -> str:
+        return await self.calls.connect(call, agent, offer_sdp)
+
+    async def hang_up(self, call: QueuedCall, agent: str) -> None:
+        await self.calls.hang_up(call, agent)
+
+    async def verify(self, call: QueuedCall, agent: str, capture: str, fields: tuple[str, ...]) -> None:
+        await self.calls.verify(call, agent, capture, fields)
+
+    async def verify_cancel(self, call: QueuedCall, capture: str) -> None:
+        await self.calls.verify_cancel(call, capture)
+
+    async def verify_again(self, call: QueuedCall, capture: str, field: str) -> None:
+        await self.calls.verify_again(call, capture, field)
 
     async def _in_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
@@ -119,6 +141,7 @@ class Hub:
         except ConnectionResetError:
             pass  # the node went away while the hub answered: it sends again what was not acked
         finally:
+            self.calls.node_down(node)
             try:
                 await self._in_db(self.store.disconnected, node)
             finally:
@@ -145,7 +168,7 @@ class Hub:
                 if frame.type != WSMsgType.TEXT:
                     raise ProtocolError("malformed", "a message is one JSON text frame, not a binary one")
                 msg = parse(frame.data)
-                answer = await self._handle(node, address, msg, hello)
+                answer = await self._handle(node, address, msg, hello, ws)
                 hello = hello or isinstance(msg, Hello)
             except ProtocolError as exc:
                 self.counters.errors_sent += 1
@@ -154,12 +177,14 @@ class Hub:
             if answer is not None:
                 await ws.send_str(answer.to_json())
 
-    async def _handle(self, node: str, address: str, msg: Message, hello: bool) -> Message | None:
+    async def _handle(self, node: str, address: str, msg: Message, hello: bool,
+                      ws: web.WebSocketResponse) -> Message | None:
         if isinstance(msg, Hello):
             if msg.node != node:
                 raise ProtocolError("bad_field", f"hello.node {msg.node!r} is not this certificate's node id "
                                                  f"{node!r}", "hello")
             await self._in_db(self.store.connected, node, address, msg.software, msg.firmware, msg.lines)
+            self.calls.node_up(node, lambda m: ws.send_str(m.to_json()))
             return Welcome(f"branchnode-hq {software}", self.config.heartbeat_s)
         if isinstance(msg, Error):
             log.warning("node %s reports an error in what the hub sent: %s: %s", node, msg.code, msg.detail)
@@ -177,6 +202,8 @@ class Hub:
             else:
                 self.counters.repeats += 1
             return Ack(msg.key)
+        if isinstance(msg, LIVE) and msg.SENDER == "node":
+            return await self.calls.on_message(node, msg)
         raise ProtocolError("unexpected", f"{msg.TYPE} is sent by the hub, not to it", msg.TYPE)
 
 

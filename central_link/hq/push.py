@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import CAPTURE_STATES
 from .call_control import FIELDS, OUTCOMES
 
 log = logging.getLogger("central_link.hq.agents")
 QUEUE_MAX = 500  # events waiting for one socket; a page that stops reading is closed and reconnects
 KEYED_MAX = 64
-_WORD = re.compile(r"[a-z_]{1,24}")  # a state name: no digit can hide in it
 _ACCOUNT = re.compile(r"[A-Za-z0-9._-]{1,40}")
 _TEXT = re.compile(r"[A-Za-z ,.'()_-]{1,80}")  # a reason the node gives: words, never digits
 
@@ -101,7 +101,7 @@ def clean_node_event(event: Any) -> dict[str, Any] | None:
     if kind == "verify_progress":
         f, keyed, state = event.get("field"), event.get("keyed"), event.get("state")
         if (f not in FIELDS or not isinstance(keyed, int) or isinstance(keyed, bool)
-                or not 0 <= keyed <= KEYED_MAX or not isinstance(state, str) or not _WORD.fullmatch(state)):
+                or not 0 <= keyed <= KEYED_MAX or state not in CAPTURE_STATES):
             return None
         return {"type": kind, "capture": capture, "field": f, "keyed": keyed, "state": state}
     if kind == "verify_result":

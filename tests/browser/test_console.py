@@ -142,7 +142,7 @@ async def test_verify_caller_shows_dots_per_field_and_each_outcome(page, hq):
         await expect(page.locator("#capture-outcome")).to_have_text("The caller is keying…")
         return ask[3]
 
-    def progress(capture: str, field: str, keyed: int, state: str = "collecting") -> None:
+    def progress(capture: str, field: str, keyed: int, state: str = "keying") -> None:
         api.notify_call("c1", {"type": "verify_progress", "capture": capture, "field": field, "keyed": keyed,
                                "state": state})
 
@@ -156,7 +156,7 @@ async def test_verify_caller_shows_dots_per_field_and_each_outcome(page, hq):
         progress(capture, "account", n)
     await expect(dots["account"]).to_have_text("●" * 6)
     await expect(dots["account"]).to_have_attribute("aria-label", "6 digits keyed")
-    progress(capture, "account", 6, "complete")
+    progress(capture, "account", 6, "done")
     await expect(page.locator("#capture-account .state")).to_have_text("done")
     for n in range(1, 4):
         progress(capture, "pin", n)

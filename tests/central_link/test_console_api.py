@@ -276,7 +276,7 @@ async def test_verify_caller_progress_as_counts_and_the_outcome(hq):
     assert (await client.post("/agent/verify", json={}, headers=cookie)).status == 409  # one at a time
     for keyed in (1, 2, 3):
         api.notify_call("c1", {"type": "verify_progress", "capture": cap["id"], "field": "account", "keyed": keyed,
-                               "state": "collecting"})
+                               "state": "keying"})
     assert (await ev.wait("verify_progress", 3))["keyed"] == 3
     r = await client.post("/agent/verify/again", json={"field": "iban"}, headers=cookie)
     assert r.status == 400
@@ -284,14 +284,14 @@ async def test_verify_caller_progress_as_counts_and_the_outcome(hq):
     assert (await r.json())["capture"]["progress"]["account"] == {"keyed": 0, "state": "asked_again"}
     assert node.asked[-1] == ("verify_again", "c1", cap["id"], "account")
     api.notify_call("c1", {"type": "verify_progress", "capture": cap["id"], "field": "pin", "keyed": 4,
-                           "state": "complete"})
+                           "state": "done"})
     api.notify_call("c1", {"type": "verify_result", "capture": cap["id"], "outcome": "verified",
                            "account": "ACC-77"})
     result = await ev.wait("verify_result")
     assert result == {"type": "verify_result", "capture": cap["id"], "outcome": "verified", "account": "ACC-77"}
     me = await (await client.get("/agent/me", headers=cookie)).json()
     assert me["talking"]["auth"] == "verified" and me["talking"]["account"] == "ACC-77"
-    assert me["capture"]["progress"]["pin"] == {"keyed": 4, "state": "complete"}
+    assert me["capture"]["progress"]["pin"] == {"keyed": 4, "state": "done"}
     # a second capture, cancelled: the node is told, the console sees it at once, the late result is dropped
     cap2 = (await (await client.post("/agent/verify", json={"fields": ["pin"]}, headers=cookie)).json())["capture"]
     r = await client.post("/agent/verify/cancel", json={}, headers=cookie)
@@ -304,8 +304,8 @@ async def test_verify_caller_progress_as_counts_and_the_outcome(hq):
 
 
 @pytest.mark.parametrize("bad", [
-    {"type": "verify_progress", "field": "pin", "keyed": 4, "state": "collecting", "digits": "4321"},
-    {"type": "verify_progress", "field": "pin", "keyed": "4321", "state": "collecting"},
+    {"type": "verify_progress", "field": "pin", "keyed": 4, "state": "keying", "digits": "4321"},
+    {"type": "verify_progress", "field": "pin", "keyed": "4321", "state": "keying"},
     {"type": "verify_progress", "field": "pin", "keyed": 2, "state": "got 4321"},
     {"type": "verify_result", "outcome": "failed", "account": "4321"},
     {"type": "verify_result", "outcome": "4321"},
@@ -321,7 +321,7 @@ async def test_nothing_a_node_reports_with_digits_reaches_the_agent(hq, bad, cap
     await answered(client, api, cookie)
     await client.post("/agent/verify", json={}, headers=cookie)
     api.notify_call("c1", bad)
-    api.notify_call("c1", {"type": "verify_progress", "field": "account", "keyed": 1, "state": "collecting"})
+    api.notify_call("c1", {"type": "verify_progress", "field": "account", "keyed": 1, "state": "keying"})
     # the good one after it arrived (or the bad one, cleaned, ended the capture): the bad one had its chance
     await wait_for(lambda: ev.of("verify_progress") or ev.of("verify_result"), WAIT, "an event after it")
     assert "4321" not in json.dumps(ev.got)

@@ -23,11 +23,18 @@ def test_the_message_table_is_the_schema():
         r = doc[name]
         assert r["sent by"] == cls.SENDER, name
         assert re.findall(r"`([a-z_]+)`", r["fields"]) == [f.name for f in fields(cls)], name
-        assert (code(r["answered by"]) if cls.ANSWER else r["answered by"]) == (cls.ANSWER or "—"), name
+        answers = tuple(re.findall(r"`([a-z_]+)`", r["answered by"]))
+        assert answers == cls.ANSWER and (cls.ANSWER or r["answered by"] == "—"), name
 
 
 def test_the_error_codes_are_the_schemas():
     assert [code(r["code"]) for r in table(DOC, "Errors", "code")] == list(protocol.ERROR_CODES)
+
+
+def test_the_value_lists_are_the_schemas():
+    for heading, first, values in (("Why HQ refuses to queue a call", "reason", protocol.REFUSALS),
+                                   ("A capture's states", "state", protocol.CAPTURE_STATES)):
+        assert tuple(code(r[first]) for r in table(DOC, heading, first)) == values
 
 
 def test_the_outbox_kinds_are_the_schemas():

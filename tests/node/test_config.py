@@ -229,6 +229,22 @@ BAD_CONFIGS = {  # name: (text, a problem that must be reported)
     "hq has an unknown setting": (GOOD + HQ + 'password = "x"\n', "[hq] unknown setting 'password'"),
     "hq with a node id no certificate can have": (GOOD.replace('id = "sz-futian-01"', 'id = "sz futian"') + HQ,
                                                   "[node] id 'sz futian' cannot name a certificate"),
+    # waiting for an agent
+    "hq hold prompt unknown": (GOOD + HQ + 'hold_prompt = "music"\n',
+                               "[hq] hold_prompt uses prompt 'music', which is not defined under [prompts]"),
+    "hq announce interval too short": (GOOD + HQ + "announce_every_s = 1\n",
+                                       "[hq] announce_every_s must be a number of seconds from 5 to 3600, not 1"),
+    "hq max wait is a string": (GOOD + HQ + 'max_wait_s = "10 min"\n', "[hq] max_wait_s must be a number of seconds"),
+    "hq position prompt without {n}": (GOOD + HQ + 'position_prompt = "menu"\n',
+                                       "[prompts.menu] the position_prompt of [hq] is spoken with the caller's place"),
+    "hq callback key is no key": (GOOD + HQ + 'callback_key = "x"\n', "[hq] callback_key 'x' is not a phone key"),
+    "hq callback key without prompts": (GOOD + HQ + 'callback_key = "9"\n',
+                                        "[hq] callback_key needs callback_prompt (asks for the number)"),
+    "hq callback prompt without key": (GOOD + HQ + 'callback_prompt = "bye"\n',
+                                       "callback_prompt and callback_confirm_prompt are used only with callback_key"),
+    "hq ice network is not a network": (GOOD + HQ + '[hq.ice]\nnetworks = ["lan"]\n',
+                                        "[hq.ice]: ICE networks: 'lan' is not a network"),
+    "hq ice has a stray setting": (GOOD + HQ + '[hq.ice]\nstun = "x"\n', "[hq.ice]: unknown setting(s) stun"),
 }
 
 
@@ -308,4 +324,14 @@ def test_an_hq_section_loads_with_its_files_and_none_means_no_uplink(tmp_path):
     (tmp_path / "certs" / "node-sz-futian-01.key").rename(tmp_path / "certs" / "node.key")
     hq = load(path).hq
     assert hq.url == "wss://127.0.0.1:8443/node"
+    assert hq.forwarding.hold_prompt is None and hq.forwarding.ice is None  # nothing to play, ICE as aiortc's
+    text = GOOD.replace('[prompts.bye]', '[prompts.place]\ncmn = "您前面还有{n}位"\nen = "You are number {n} in line"\n'
+                        '[prompts.bye]')
+    path.write_text(text + HQ + 'hold_prompt = "menu"\nposition_prompt = "place"\nannounce_every_s = 45\n'
+                    'callback_key = "9"\ncallback_prompt = "choose"\ncallback_confirm_prompt = "bye"\n'
+                    '[hq.ice]\nnetworks = ["127.0.0.0/8"]\n', encoding="utf-8")
+    fw = load(path).hq.forwarding
+    assert (fw.hold_prompt, fw.position_prompt, fw.announce_every_s, fw.callback_key, fw.hold_every_s) == \
+        ("menu", "place", 45.0, "9", 20.0)
+    assert fw.ice.networks == ("127.0.0.0/8",)
     assert (hq.cert, hq.key, hq.ca) == tuple((tmp_path / "certs" / n).resolve() for n in ("node.crt", "node.key", "ca.crt"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from node_agent.config import load
@@ -72,3 +73,24 @@ def test_nodectl_exports_every_prompt_as_wav_to_listen_to(tmp_path):
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
     assert np.array_equal(pcm, lib.get("bye", "cmn"))  # what callers hear, sample for sample
+
+
+def test_a_position_prompt_is_spoken_with_its_number_once_per_number(tmp_path, monkeypatch):
+    cfg_path = tmp_path / "branch.toml"
+    cfg_path.write_text(GOOD + '\n[prompts.place]\nen = "You are number {n} in line"\ncmn = "您排在第{n}位"\n',
+                        encoding="utf-8")
+    lib = PromptLibrary(load(cfg_path))
+    assert lib.build().built == 6  # the template itself is never spoken
+    assert "place.en" not in lib.export(tmp_path / "out", ["en"])
+    two, three = lib.spoken("place", "en", 2), lib.spoken("place", "en", 3)
+    assert len(two) > 8000 and analyse(two)["active_fraction"] > 0.5 and not np.array_equal(two[:len(three)], three)
+    import node_agent.prompts as prompts
+
+    def no_synthesis(*a, **k):
+        raise AssertionError("synthesised again: the number's prompt was not cached")
+
+    monkeypatch.setattr(prompts, "synthesize", no_synthesis)
+    again = PromptLibrary(load(cfg_path)).spoken("place", "en", 2)  # a restart: from the cache
+    assert np.array_equal(again, two)
+    with pytest.raises(PromptError, match="text prompt with {n}"):
+        PromptLibrary(load(cfg_path)).spoken("nope", "en", 2)

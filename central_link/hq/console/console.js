@@ -9,8 +9,9 @@ const MIC = { audio: { echoCancellation: true, noiseSuppression: false, autoGain
 const ICE_GATHER_MS = 3000;
 const FIELD_NAMES = { account: "Account", pin: "PIN" };
 const FIELD_ASK = { account: "the account", pin: "the PIN" };
-const FIELD_STATES = { waiting: "waiting", collecting: "keying", complete: "done", invalid: "not valid",
-                       cleared: "cleared by the caller", asked_again: "asked again", timeout: "timed out" };
+// the node's capture states (central_link/protocol.py CAPTURE_STATES), and the hub's own asked_again
+const FIELD_STATES = { waiting: "waiting", started: "starting", prompting: "prompting the caller", keying: "keying",
+                       checking: "checking", invalid: "not valid", done: "done", asked_again: "asked again" };
 const OUTCOMES = {
   verified: (a) => `Verified: account ${a}`,
   failed: () => "Failed: the caller could not be verified",
