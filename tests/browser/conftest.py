@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import expect
 
 from central_link.hq.config import load
 from central_link.hq.hub import Hub
@@ -90,6 +91,9 @@ async def hq(tmp_path) -> AsyncIterator[HQ]:
 async def context(browser) -> AsyncIterator:
     ctx = await browser.new_context(ignore_https_errors=True)  # the hub's certificate is the dev CA's
     ctx.set_default_timeout(15_000)
+    # and for expect(): its own 5 s default was missed once on a loaded machine, where answering
+    # (microphone, ICE gathering, the node's answer) took longer
+    expect.set_options(timeout=15_000)
     try:
         yield ctx
     finally:
