@@ -307,19 +307,26 @@ def _slots(card, uart, seq):
     return struct.unpack(wire.SLOTS, got[0][4])
 
 
-def test_slots_report_what_runs_each_version_and_the_last_revert():
+def _prefix(img):
+    # the first DIGEST_PREFIX bytes of the payload SHA-256 in the image's header (what SLOTS carries)
+    return ih.unpack(img)[ih.H_SHA256][:wire.DIGEST_PREFIX]
+
+
+def test_slots_report_what_runs_each_version_digest_and_the_last_revert():
     f, u, card, uart, _ = _card_with_updater()
-    eq(_slots(card, uart, 5), (0, 0, 0, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
-                               wire.SLOT_EMPTY, 0, 0, 0, 0), "a factory card")
+    n, n1, none = _prefix(OLD), _prefix(NEW), bytes(wire.DIGEST_PREFIX)
+    eq(_slots(card, uart, 5), (0, 0, 0, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1, n,
+                               wire.SLOT_EMPTY, 0, 0, 0, 0, none), "a factory card")
     eq(send(u, NEW), up.OK, "finish")
     u, slot = power_on(f)
     f, u, card, uart, _ = _card_with_updater(f, u)
-    eq(_slots(card, uart, 6), (1, 0, up.TRIAL_BOOTS - 1, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
-                               wire.SLOT_TRIAL, 1, 1, 0, 2), "N+1 on trial")
+    eq(_slots(card, uart, 6), (1, 0, up.TRIAL_BOOTS - 1, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1, n,
+                               wire.SLOT_TRIAL, 1, 1, 0, 2, n1), "N+1 on trial")
     u, slot = power_on(f, watchdog=True)
     f, u, card, uart, _ = _card_with_updater(f, u)
-    eq(_slots(card, uart, 7), (0, 0, up.TRIAL_BOOTS - 1, wire.REV_WATCHDOG, 1, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
-                               wire.SLOT_REVERTED, 1, 1, 0, 2), "reverted to N by a watchdog reset, and it says so")
+    eq(_slots(card, uart, 7), (0, 0, up.TRIAL_BOOTS - 1, wire.REV_WATCHDOG, 1, wire.SLOT_CONFIRMED, 1, 0, 0, 1, n,
+                               wire.SLOT_REVERTED, 1, 1, 0, 2, n1), "reverted to N by a watchdog reset, and it says so")
+    eq(n, hashlib.sha256(OLD[ih.HEADER_LEN:]).digest()[:8], "the payload's own digest, first 8 bytes")
 
 
 def _image_frame(seq, op, offset=0, data=b"", crc=None):
