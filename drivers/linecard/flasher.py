@@ -140,12 +140,16 @@ class Flasher:
                 except LinkDown as exc:
                     raise _NoAnswer(str(exc)) from None
             fut = self.link.send_image(op, 0, data)
+            # asyncio.wait, not wait_for: Python 3.11's wait_for returns the answer when it came in
+            # the same turn as a cancel (Ctrl-C), and the cancel is lost (gh-86296)
             try:
-                return await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                continue
-            except LinkDown:
-                continue
+                await asyncio.wait([fut], timeout=timeout)
+            finally:
+                if not fut.done():
+                    fut.cancel()
+            if fut.cancelled() or fut.exception() is not None:
+                continue  # unanswered (sent again), or the link dropped (waited for above)
+            return fut.result()
         name = {wire.IMG_BEGIN: "BEGIN", wire.IMG_FINISH: "FINISH", wire.IMG_STATUS: "STATUS"}.get(op, op)
         raise _NoAnswer(f"the card on {self.link.url} did not answer IMAGE {name} after {self.tries} tries "
                         f"({self.link.last_error or 'no answer'})")
@@ -308,11 +312,17 @@ class Flasher:
         bits = st.offhook_bits | st.ringing_bits
         return [n + 1 for n in range(8) if bits >> n & 1]
 
-    async def wait_idle(self, poll_s: float = 0.25, on_wait: Callable[[list[int]], None] | None = None) -> None:
-        """Until no line is off-hook or ringing (the card's STATUS comes every 250 ms)."""
+    async def wait_idle(self, poll_s: float = 0.25, on_wait: Callable[[list[int]], None] | None = None,
+                        lines_in_use: Callable[[], list[int]] | None = None) -> None:
+        """Until no line is in use: ``lines_in_use()`` (1-based; the node daemon knows which of its
+        lines are in a call), by default the lines off-hook or ringing as the card's STATUS (every
+        250 ms) says."""
         told: list[int] | None = None
         while True:
-            busy = self.lines_in_use() if self.link.last_status is not None else None
+            if lines_in_use is not None:
+                busy = lines_in_use()
+            else:
+                busy = self.lines_in_use() if self.link.last_status is not None else None
             if busy == []:
                 return
             if busy and busy != told and on_wait:
