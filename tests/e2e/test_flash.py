@@ -104,10 +104,10 @@ def run_counted(*argv: str, interrupt_when=None) -> tuple[int, str, int]:
         while not done.wait(0.05):
             if interrupt_when():
                 break
-        while not done.is_set():  # Ctrl-C, and again every 0.5 s until nodectl has stopped
+        while not done.is_set():  # Ctrl-C, and again every 2.5 s until nodectl has stopped (one must do)
             presses.append(time.monotonic())
             _thread.interrupt_main()
-            done.wait(0.5)
+            done.wait(2.5)
 
     if interrupt_when is not None:
         threading.Thread(target=watch, daemon=True).start()
@@ -221,14 +221,19 @@ class NodeThread:
         from tests.ivr.harness import CACHE
 
         cfg = load(config_path)
-        self.node = Node(cfg)
-        self.node.prompts = self.node.ivr.prompts = PromptLibrary(cfg, cache_dir=CACHE)
+
+        def make() -> Node:  # in the daemon's thread, as `nodectl run` makes it in its own
+            node = Node(cfg)
+            node.prompts = node.ivr.prompts = PromptLibrary(cfg, cache_dir=CACHE)
+            return node
+        self._make = make
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="node daemon")
 
     def _run(self) -> None:
         async def main():
             self.loop = asyncio.get_running_loop()
+            self.node = self._make()
             ready = asyncio.Event()
             self.task = asyncio.create_task(self.node.run(ready))
             waiter = asyncio.create_task(ready.wait())
@@ -241,6 +246,8 @@ class NodeThread:
     def __enter__(self) -> NodeThread:
         self._thread.start()
         assert self._ready.wait(60), "the node daemon did not start"
+        if self.task.done():  # it stopped before it was ready: say why
+            self.task.result()
         data = self.node.config.data_dir
         wait_until(lambda: (data / "status.json").exists() and (data / "control.sock").exists(), 10,
                  "the daemon's status and control socket")
@@ -397,3 +404,58 @@ def test_power_cuts_during_nodectl_flash_leave_a_bootable_card_and_the_rerun_com
               f"{resumes} re-runs resumed mid-image, at most {redone} bytes before the cut, {resent} bytes sent again "
               f"in all; {more_presses} cut run(s) needed a second Ctrl-C")
         assert len(covered) >= 25
+        assert more_presses == 0  # one Ctrl-C ends nodectl, however dark the card
+
+
+# -- one Ctrl-C while the card is dark ends nodectl at once ----------------------------------------------
+def run_interrupted_once(*argv: str, when) -> tuple[int, str, float]:
+    """``nodectl ARGV``, with ONE Ctrl-C once ``when()`` holds -> (exit status, output, seconds from
+    the Ctrl-C to nodectl's return; inf if it never came)."""
+    buf = io.StringIO()
+    done = threading.Event()
+    pressed: list[float] = []
+
+    def watch():
+        while not done.wait(0.02):
+            if when():
+                pressed.append(time.monotonic())
+                _thread.interrupt_main()
+                return
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            code = nodectl(list(argv))
+    except KeyboardInterrupt:  # reached the test, not nodectl's handler: what a technician sees as a traceback
+        code = -1
+    finally:
+        done.set()
+    return code, buf.getvalue(), time.monotonic() - pressed[0] if pressed else float("inf")
+
+
+def test_one_ctrl_c_while_the_card_is_dark_ends_nodectl_at_once_and_the_rerun_completes(tmp_path, fw):
+    with simulator(tmp_path, fw) as sim:
+        booted(sim)
+        timings = []
+        for at, n, dark_s in [("image_byte", 6000, 0.1), ("image_byte", 9000, 0.6), ("image_byte", 12000, 1.3),
+                              ("reboot", None, 0.1), ("reboot", None, 0.9)]:
+            control(sim, "cut", at=at, **({} if n is None else {"n": n}))
+            since: list[float] = []
+
+            def dark_for_a_while(dark_s=dark_s, since=since):  # Ctrl-C once the card has been dark a while
+                if not control(sim, "status")["power"]["on"] and not since:
+                    since.append(time.monotonic())
+                return bool(since) and time.monotonic() - since[0] >= dark_s
+            code, out, took = run_interrupted_once("flash", fw["n1"], "--card", sim.serial, "--key", fw["key"],
+                                                   "--now", when=dark_for_a_while)
+            timings.append(round(took, 2))
+            assert code == 130, (at, n, code, out)
+            assert out.rstrip().endswith("nodectl: flash interrupted: what the card received is kept; run the same "
+                                         "command again to resume"), out
+            assert took < 1.0, (at, n, took, out)
+            control(sim, "power", on=True)
+            booted(sim)
+            code, out = run("flash", fw["n1"], "--card", sim.serial, "--key", fw["key"], "--now")
+            assert code == 0, out
+            code, out = run("flash", fw["n"], "--card", sim.serial, "--key", fw["key"], "--now")  # back to N
+            assert code == 0, out
+        print(f"one Ctrl-C while the card was dark: nodectl ended {timings} s after it")
