@@ -117,7 +117,8 @@ def run_interruptible(main: Callable[[], Awaitable[int]], err: TextIO, message: 
                       grace_s: float = INTERRUPT_GRACE_S) -> int:
     """``asyncio.run(main())``, where one Ctrl-C always ends it promptly with EXIT_INTERRUPTED.
 
-    The loop's own SIGINT handler (it wakes the loop at once, whatever the loop waits on) cancels
+    The loop's own SIGINT handler (it wakes the loop at once, whatever the loop waits on; and it is
+    there even when SIGINT came ignored, where ``asyncio.run`` would take no Ctrl-C at all) cancels
     the command, and cancels it again every 50 ms until it has ended, for at most ``grace_s``: a
     cancel that lands in the same turn as an answer from the card can be lost in a library's wait
     (Python 3.11's ``wait_for``, gh-86296), and a technician must not have to press Ctrl-C twice
@@ -129,7 +130,10 @@ def run_interruptible(main: Callable[[], Awaitable[int]], err: TextIO, message: 
         nonlocal interrupted
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        before = signal.getsignal(signal.SIGINT)
         try:
+            # taken even where SIGINT came ignored (a program started in the background by a shell
+            # without job control inherits that, and asyncio.run then installs no handler at all)
             loop.add_signal_handler(signal.SIGINT, stop.set)
             handled = True
         except (RuntimeError, ValueError):  # not the main thread: Ctrl-C is a KeyboardInterrupt as usual
@@ -150,6 +154,7 @@ def run_interruptible(main: Callable[[], Awaitable[int]], err: TextIO, message: 
             stopped.cancel()
             if handled:
                 loop.remove_signal_handler(signal.SIGINT)
+                signal.signal(signal.SIGINT, before)  # as it was (remove_signal_handler sets Python's default)
 
     try:
         code = asyncio.run(supervised())

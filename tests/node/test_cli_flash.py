@@ -421,7 +421,7 @@ def test_through_the_daemon_the_card_is_flashed_on_its_link_and_the_reboot_waits
         assert data_["running_slot"] == 1 and data_["firmware"] == "1.1.0"
 
 
-def test_ctrl_c_through_the_daemon_stops_its_transfer_resumably(tmp_path, keys, capsys, daemon_cfg):
+def test_ctrl_c_through_the_daemon_stops_its_transfer_resumably(tmp_path, keys, capsys, daemon_cfg, sigint):
     cfg, data = daemon_cfg
     card = card_running()
     path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
@@ -432,8 +432,12 @@ def test_ctrl_c_through_the_daemon_stops_its_transfer_resumably(tmp_path, keys, 
         assert "nodectl: flash interrupted: what the card received is kept; run the same command again to resume" in \
             capsys.readouterr().err
         assert took < 1.0, took
-        end = time.monotonic() + 5  # the daemon stops its transfer as nodectl goes (the card serves what it queued)
-        while (d.server._flashing.locked() or card.image_rx.waiting()) and time.monotonic() < end:
+        def settled() -> bool:  # the daemon stopped, and the card has taken every frame already on the wire
+            port = card._port
+            return (not d.server._flashing.locked() and not card.image_rx.waiting()
+                    and (port is None or d.loop.time() > port.down_free + 0.005))
+        end = time.monotonic() + 5
+        while not settled() and time.monotonic() < end:
             time.sleep(0.01)
         assert not d.server._flashing.locked() and d.server.cancelled == 1
         kept, frames = card.updater.next_offset, card.counters.chunk_frames
@@ -461,8 +465,22 @@ def dark_for(card: UpdaterCard, how: str, seconds: float):
     return cond
 
 
+@pytest.fixture(params=["SIGINT default", "SIGINT ignored"])
+def sigint(request):
+    """Ctrl-C as nodectl may find it: Python's default handler, or ignored, as a program started in
+    the background by a shell without job control (a script, a service runner) inherits it; there
+    ``asyncio.run`` takes no Ctrl-C at all, and a flash ran on to its end or its timeout."""
+    before = signal.getsignal(signal.SIGINT)
+    if request.param == "SIGINT ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield request.param
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize("how", ["cable", "reboot"])
-def test_one_ctrl_c_while_the_card_is_dark_ends_the_command_at_once(tmp_path, keys, capsys, how):
+def test_one_ctrl_c_while_the_card_is_dark_ends_the_command_at_once(tmp_path, keys, capsys, how, sigint):
     """Cable pulled mid-transfer, or the card rebooting into the new image: one Ctrl-C, exit 130 at once."""
     path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
     for attempt in range(4):  # at several moments of the dark time: a lost Ctrl-C is a matter of timing
@@ -475,3 +493,5 @@ def test_one_ctrl_c_while_the_card_is_dark_ends_the_command_at_once(tmp_path, ke
         assert took < 1.0, (attempt, took)
         assert capsys.readouterr().err.rstrip().endswith(
             "nodectl: flash interrupted: what the card received is kept; run the same command again to resume")
+        assert signal.getsignal(signal.SIGINT) == (signal.SIG_IGN if sigint == "SIGINT ignored"
+                                                   else signal.default_int_handler)  # left as it was
