@@ -304,7 +304,7 @@ def test_n1_is_flashed_by_the_running_daemon_while_it_carries_a_call_and_reboots
             b2, m2 = before["firmware"]["lines"][1], m["firmware"]["lines"][1]
             up, down = m2["audio_up"] - b2["audio_up"], m2["audio_down"] - b2["audio_down"]
             missed = (m2["underruns"] - b2["underruns"]) + (m2["lost"] - b2["lost"])
-            print(f"during the transfer ({sent[2]} bytes sent again) line 2 sent {up} audio frames up and got "
+            print(f"during the transfer ({sent[3]} bytes sent again) line 2 sent {up} audio frames up and got "
                   f"{down} down from the daemon, {due:.0f} due; {missed} turns with nothing to play")
             # bound: 5 % lost at most, and 2 frames for the two status snapshots (each reads the clock and
             # the counters a moment apart)
