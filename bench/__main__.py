@@ -363,7 +363,7 @@ def main() -> int:
                       args.out)
     fsize = 60000 if args.quick else 110000
     if args.only_flash:
-        fl_e2e = flash_e2e(2 if args.quick else 3)
+        fl_e2e = flash_e2e(3 if args.quick else 5)
         fl_idle, fl_call = asyncio.run(flashing(fsize, call=False)), asyncio.run(flashing(fsize, call=True))
         return report([("benchmark", "result", "target"), *flash_rows(fl_e2e, fl_idle, fl_call)],
                       {"when": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -376,7 +376,7 @@ def main() -> int:
     cp8 = asyncio.run(card_path(8, 5 if args.quick else 15))
     load = asyncio.run(node_load(30 if args.quick else 90))
     load["pin_verify_8_at_once_ms"] = asyncio.run(pin_burst(3 if args.quick else 10))
-    fl_e2e = flash_e2e(2 if args.quick else 3)
+    fl_e2e = flash_e2e(3 if args.quick else 5)
     fl_idle, fl_call = asyncio.run(flashing(fsize, call=False)), asyncio.run(flashing(fsize, call=True))
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
               "framing": eff, "card_path": [cp1, cp8], "node_load": load,

@@ -62,7 +62,7 @@ def start_sim(tmp: Path, *args: str) -> tuple[dict, subprocess.Popen, Path]:
     return json.loads(info.read_text()), proc, log
 
 
-def flash_e2e(runs: int = 3) -> dict:
+def flash_e2e(runs: int = 5) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-flash-"))
     try:
         reg = tmp / "firmware"

@@ -20,7 +20,7 @@ import pytest
 import hal
 from bench.flash_card import UpdaterCard, new_flash, program
 from drivers.linecard import LineCardLink
-from drivers.linecard.flasher import CHUNK_TRIES
+from drivers.linecard.flasher import CHUNK_TRIES, WINDOW
 from firmware.card import wire
 from firmware.image import container, sign
 from node_agent import cli_flash
@@ -168,7 +168,7 @@ def test_a_cut_link_mid_transfer_resumes_where_it_stopped(tmp_path, keys, capsys
     assert flash(card, path, key=keys["deploy"][1]) == cli_flash.EXIT_OK
     out = capsys.readouterr().out
     resent = int(out.split("(")[1].split(" sent again")[0])
-    assert 0 < resent <= 8 * wire.IMAGE_DATA_MAX  # only the chunks in flight when the cable went
+    assert 0 < resent <= WINDOW * wire.IMAGE_DATA_MAX  # only the chunks in flight when the cable went
     assert card.slot_bytes(1, len(NEW.signed_part)) == NEW.signed_part and card.counters.boots == 2
 
 
@@ -179,8 +179,9 @@ def test_a_power_cut_mid_transfer_resumes_from_the_cards_journal(tmp_path, keys,
     assert flash(card, path, key=keys["deploy"][1]) == cli_flash.EXIT_OK
     out = capsys.readouterr().out
     resent = int(out.split("(")[1].split(" sent again")[0])
-    # the card resumes at its last complete flash block: at most that block and the window again
-    assert card.counters.power_cuts == 1 and 0 < resent <= card.flash.block_size + 8 * wire.IMAGE_DATA_MAX
+    # the card resumes at its last complete flash block: at most that block and the window again, and
+    # the window once more (sent again go-back-N into the dark card before its restart was seen)
+    assert card.counters.power_cuts == 1 and 0 < resent <= card.flash.block_size + 2 * WINDOW * wire.IMAGE_DATA_MAX
     assert card.slot_bytes(1, len(NEW.signed_part)) == NEW.signed_part
     assert card.slot_bytes(0, len(OLD.signed_part)) == OLD.signed_part
 
