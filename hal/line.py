@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from drivers.dsp.receive import RxFrame
+from drivers.linecard.flasher import Flasher
 
 from .audio import AudioPort
 from .events import LineEvent
@@ -100,6 +101,13 @@ class Board(abc.ABC):
     @abc.abstractmethod
     def link_status(self) -> LinkStatus:
         """The link's counters now (no round trip to the card)."""
+
+    def firmware_updater(self) -> Flasher:
+        """The card's firmware updater over this board's own link: image transfers, the card's
+        slots, the reboot into a new image (``drivers.linecard.flasher.Flasher``), while the lines
+        go on carrying calls. After the reboot the board reconnects on its own (the card's HELLO
+        reports its new version in :attr:`identity`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no firmware updater")
 
     async def __aenter__(self) -> Board:
         return await self.start()

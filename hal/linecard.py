@@ -27,6 +27,7 @@ from drivers.linecard import (
     copies_for,
     wait_for_copies,
 )
+from drivers.linecard.flasher import Flasher
 
 from . import events as ev
 from .audio import AudioPort
@@ -318,6 +319,11 @@ class LineCardBoard(Board, LinkListener):
 
     async def set_led(self, line: int, on: bool) -> None:
         await self.link.led(line - 1, Led.ON if on else Led.OFF)
+
+    def firmware_updater(self) -> Flasher:
+        """A flasher on this board's link (the card serves image frames between its audio ticks, and
+        the flasher keeps at most a window of them unanswered: the calls' audio goes first)."""
+        return Flasher(self.link)
 
     def link_status(self) -> LinkStatus:
         c = self.link.counters

@@ -1,7 +1,9 @@
 """The node daemon: configuration, state, prompts, the card, and a runner per line.
 
 It waits for the card rather than giving up, and publishes its state to ``status.json`` in the
-data directory every second (written whole, then renamed) for ``nodectl status``.
+data directory every second (written whole, then renamed) for ``nodectl status``. ``nodectl flash``
+and ``nodectl card info`` reach it over its control socket (``node_agent/control.py``): it flashes
+the card over its own link while the lines carry calls.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from . import __version__
 from .auth import Authenticator
 from .calls import LineRunner
 from .config import NodeConfig
+from .control import ControlServer, socket_path
 from .forwarding import Forwarder, line_law
 from .hq_link import make_uplink
 from .ivr import Ivr
@@ -45,6 +48,7 @@ class Node:
         # calls the IVR transfers wait here for an HQ agent (without [hq]: the transfer's fallback)
         self.forwarder = None if config.hq is None else Forwarder(config.hq.forwarding, self._law)
         self.ivr.forwarder = self.forwarder
+        self.control: ControlServer | None = None
         self.started = time.time()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -74,6 +78,10 @@ class Node:
                                            language=self.config.language))
         tasks = [asyncio.create_task(r.run(), name=f"line {r.line.number}") for r in self.runners]
         tasks.append(asyncio.create_task(self._publish(), name="status"))
+        # `nodectl flash` / `card info` ask this daemon, which holds the card's port, over its socket
+        self.control = ControlServer(socket_path(self.config.data_dir), self.board, self.config.card,
+                                     self.lines_in_call)
+        tasks.append(asyncio.create_task(self.control.serve(), name="control"))
         if self.config.hq is not None:  # without [hq] the node works alone, its outbox kept
             self.uplink = make_uplink(self.config.hq, self.config.node_id, self.store, self._firmware, self._lines,
                                       handler=self.forwarder)
@@ -88,6 +96,11 @@ class Node:
                 t.cancel()
             await self.board.close()
             self.store.close()
+
+    def lines_in_call(self) -> list[int]:
+        """The lines whose call is not over (ringing, being answered, in the IVR): a card's reboot
+        after a flash waits until there are none."""
+        return [r.line.number for r in self.runners if r.state != "idle"]
 
     def _firmware(self) -> str:
         ident = self.board.identity

@@ -27,6 +27,18 @@ async def wait_for(line: hal.Line, kind: type, timeout: float = 10.0, seen: list
             return e
 
 
+def wait_until(cond, timeout: float, what: str, poll_s: float = 0.02):
+    """Poll ``cond()`` (blocking, for tests that drive a simulator or a card from this thread) until
+    it returns something true, and return that; AssertionError naming ``what`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
 async def collect_digits(line: hal.Line, quiet_s: float, max_s: float) -> str:
     """Digits heard until none came for ``quiet_s`` (or ``max_s`` passed)."""
     got = ""

@@ -25,7 +25,8 @@ RULES: dict[str, tuple[list[str], list[str]]] = {
     "hal": (["hal.*", "drivers.*"], []),  # built on the drivers, never on the wire format
     "central_link": (["central_link.*", "drivers.dsp.*"], []),  # codecs and concealment only
     # the HAL's public interface only (never hal.linecard, never drivers.linecard or the wire)
-    # (and the card flasher: `nodectl flash` talks to the card's updater while the daemon is stopped)
+    # (and the card flasher's types: `nodectl flash` opens the card's port itself when no daemon runs;
+    #  the daemon gets its flasher from the HAL, Board.firmware_updater())
     "node_agent": (["node_agent.*", "hal", "hal.events", "drivers.audiofile", "drivers.dsp.*", "drivers.linecard.flasher",
                     "central_link.*", "firmware.*"], ["firmware.card.*"]),
     "simulator": (["simulator.*", "firmware.*", "drivers.*"], []),

@@ -9,7 +9,7 @@ waits until the new image has confirmed itself (or was reverted).
 
 Below the audio: the card serves ``IMAGE`` frames after its audio ticks, and the host keeps at
 most ``window`` chunks unanswered, so an audio frame the host sends never waits behind more than
-``window`` chunk frames (1.4 KB, 15 ms at 921,600 baud with the default 8), and the transfer
+``window`` chunk frames (2 KB, 22 ms at 921,600 baud with the default 12), and the transfer
 takes only what the audio leaves of the link (it is clocked by the card's answers).
 
 Chunks go out go-back-N: the card takes them only in order, so after a loss the host sends again
@@ -39,7 +39,7 @@ __all__ = ["CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageR
 # the image header the card stores in front of the payload (firmware/card/image_header.py, which the
 # drivers do not import: the layer table gives them the wire format only); version at bytes 16..19
 HEADER_LEN = 64
-WINDOW = 8  # chunks unanswered at most: the card queues 8 IMAGE frames (firmware/card/image_rx.py)
+WINDOW = 12  # chunks unanswered at most: the card queues 12 IMAGE frames (firmware/card/image_rx.py)
 CHUNK_TRIES = 8  # sends of one chunk before the transfer gives up on it
 ANSWER_S = 0.25  # a chunk or op unanswered this long is sent again
 RECONNECT_S = 10.0  # how long a transfer waits for a lost link (or a card that rebooted) to come back
@@ -140,12 +140,16 @@ class Flasher:
                 except LinkDown as exc:
                     raise _NoAnswer(str(exc)) from None
             fut = self.link.send_image(op, 0, data)
+            # asyncio.wait, not wait_for: Python 3.11's wait_for returns the answer when it came in
+            # the same turn as a cancel (Ctrl-C), and the cancel is lost (gh-86296)
             try:
-                return await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                continue
-            except LinkDown:
-                continue
+                await asyncio.wait([fut], timeout=timeout)
+            finally:
+                if not fut.done():
+                    fut.cancel()
+            if fut.cancelled() or fut.exception() is not None:
+                continue  # unanswered (sent again), or the link dropped (waited for above)
+            return fut.result()
         name = {wire.IMG_BEGIN: "BEGIN", wire.IMG_FINISH: "FINISH", wire.IMG_STATUS: "STATUS"}.get(op, op)
         raise _NoAnswer(f"the card on {self.link.url} did not answer IMAGE {name} after {self.tries} tries "
                         f"({self.link.last_error or 'no answer'})")
@@ -308,11 +312,17 @@ class Flasher:
         bits = st.offhook_bits | st.ringing_bits
         return [n + 1 for n in range(8) if bits >> n & 1]
 
-    async def wait_idle(self, poll_s: float = 0.25, on_wait: Callable[[list[int]], None] | None = None) -> None:
-        """Until no line is off-hook or ringing (the card's STATUS comes every 250 ms)."""
+    async def wait_idle(self, poll_s: float = 0.25, on_wait: Callable[[list[int]], None] | None = None,
+                        lines_in_use: Callable[[], list[int]] | None = None) -> None:
+        """Until no line is in use: ``lines_in_use()`` (1-based; the node daemon knows which of its
+        lines are in a call), by default the lines off-hook or ringing as the card's STATUS (every
+        250 ms) says."""
         told: list[int] | None = None
         while True:
-            busy = self.lines_in_use() if self.link.last_status is not None else None
+            if lines_in_use is not None:
+                busy = lines_in_use()
+            else:
+                busy = self.lines_in_use() if self.link.last_status is not None else None
             if busy == []:
                 return
             if busy and busy != told and on_wait:

@@ -140,7 +140,7 @@ class LineCardLink:
         """Connect and wait for the card's HELLO (raises LinkDown with the reason on timeout)."""
         self._task = asyncio.create_task(self._supervise(), name=f"linecard {self.url}")
         try:
-            await asyncio.wait_for(self._up.wait(), timeout)
+            await self.wait_up(timeout)
         except TimeoutError:
             raise LinkDown(f"no line card answered on {self.url} within {timeout:.0f} s"
                            + (f" (last error: {self.last_error})" if self.last_error else "")
@@ -152,14 +152,23 @@ class LineCardLink:
         self._closing = True
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # asyncio.wait: waits for the task to end without swallowing a cancel of our caller
+            # (an `except CancelledError` around `await self._task` would take a Ctrl-C for the task's)
+            await asyncio.wait([self._task])
         self._drop("closed")
 
     async def wait_up(self, timeout: float) -> None:
-        await asyncio.wait_for(self._up.wait(), timeout)
+        """Until the link is up; TimeoutError after ``timeout``. (asyncio.wait: a cancel that comes
+        in the turn the link comes up is not lost, as it would be in 3.11's wait_for.)"""
+        if self.is_up:
+            return
+        waiter = asyncio.ensure_future(self._up.wait())
+        try:
+            await asyncio.wait([waiter], timeout=timeout)
+        finally:
+            waiter.cancel()
+        if not self.is_up:
+            raise TimeoutError
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
@@ -252,10 +261,11 @@ class LineCardLink:
                 if attempt:
                     self.counters.retries += 1
                 self._send(frame)
-                try:
-                    return await asyncio.wait_for(asyncio.shield(fut), RETRY_S)
-                except TimeoutError:
-                    continue
+                # asyncio.wait keeps `fut` across tries, and never loses a cancel of the caller (3.11's
+                # wait_for returns a result that came in the same turn as the cancel: gh-86296)
+                await asyncio.wait([fut], timeout=RETRY_S)
+                if fut.done():
+                    return fut.result()
         finally:
             self._pending.pop(seq, None)
         self.counters.commands_failed += 1

@@ -163,12 +163,14 @@ class ImageAck:
 @dataclass(frozen=True)
 class SlotInfo:
     """One of the card's two image slots: its state (``wire.SLOT_NAMES``) and the image header's
-    version and security counter (None / 0 when the slot holds no readable header)."""
+    version, security counter and payload digest prefix (None / 0 / None when the slot holds no
+    readable header)."""
 
     index: int
     state: str  # empty / receiving / pending / trial / confirmed / reverted
     version: str | None
     security_counter: int
+    digest: str | None = None  # hex: the first wire.DIGEST_PREFIX bytes of the payload's SHA-256
 
 
 @dataclass(frozen=True)
@@ -197,10 +199,10 @@ class CardSlots:
         f = struct.unpack(wire.SLOTS, body)
         running, active, left, reason, reverted = f[:5]
         slots = []
-        for i, (state, ma, mi, pa, sec) in enumerate((f[5:10], f[10:15])):
+        for i, (state, ma, mi, pa, sec, digest) in enumerate((f[5:11], f[11:17])):
             name = wire.SLOT_NAMES[state] if state < len(wire.SLOT_NAMES) else f"state {state}"
-            has = (ma, mi, pa, sec) != (0, 0, 0, 0)
-            slots.append(SlotInfo(i, name, f"{ma}.{mi}.{pa}" if has else None, sec))
+            has = (ma, mi, pa, sec) != (0, 0, 0, 0) or any(digest)
+            slots.append(SlotInfo(i, name, f"{ma}.{mi}.{pa}" if has else None, sec, digest.hex() if has else None))
         why = None if reason == wire.REV_NONE else (wire.REV_NAMES[reason] if reason < len(wire.REV_NAMES)
                                                       else f"reason {reason}")
         return cls(None if running < 0 else running, active, left, why, None if reverted == 0xFF else reverted,

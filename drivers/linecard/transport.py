@@ -49,10 +49,16 @@ class SerialTransport:
             self._out.put(data)
 
     def close(self) -> None:
+        """Stop both threads and close the port, without blocking the loop: pyserial's socket://
+        handler sleeps 0.3 s in ``close()`` ("give the server some time"), which on the loop held
+        up every line's audio at each reconnect and a Ctrl-C'd nodectl by as long."""
         if self._closed.is_set():
             return
         self._closed.set()
         self._out.put(None)
+        threading.Thread(target=self._close_port, daemon=True, name=f"card-close {self.url}").start()
+
+    def _close_port(self) -> None:
         try:
             self._ser.close()
         except Exception:  # closing a port that is already gone

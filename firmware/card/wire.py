@@ -49,9 +49,10 @@ CMD = "<Bhh"  # op, arg1, arg2 (+ digits for PULSE_DIAL)
 AUDIO_UP = "<H"  # echo reference: the host seq this card played in the same 20 ms, or NO_SEQ
 IMAGE = "<BII"  # image op, image offset, CRC-32 of the data (+ up to IMAGE_DATA_MAX data bytes)
 IMAGE_ACK = "<BBI"  # the op answered, its result (IR_*), the image offset the card expects next
-SLOTS = "<bBBBBBBBBIBBBBI"  # running slot (-1: none), active slot, trial boots left, last revert reason
-#   (REV_*), reverted slot (0xFF: none), then for slot 0 and slot 1: state (SLOT_*), version major,
-#   minor, patch, security counter (all 0 without a readable header)
+SLOTS = "<bBBBBBBBBI8sBBBBI8s"  # running slot (-1: none), active slot, trial boots left, last revert
+#   reason (REV_*), reverted slot (0xFF: none), then for slot 0 and slot 1: state (SLOT_*), version
+#   major, minor, patch, security counter, the first DIGEST_PREFIX bytes of the payload's SHA-256
+#   from the slot's header (all 0 without a readable header): the host tells one build from another
 
 BODY_LEN = {
     T_HELLO: struct.calcsize(HELLO),
@@ -66,6 +67,7 @@ BODY_LEN = {
 CMD_LEN = struct.calcsize(CMD)
 MAX_DIGITS = const(32)
 IMAGE_LEN = const(9)  # an IMAGE body without data
+DIGEST_PREFIX = const(8)  # bytes of a slot's payload SHA-256 in SLOTS
 IMAGE_DATA_MAX = const(152)  # data in one IMAGE frame: fits MAX_PAYLOAD, a multiple of 8 (flash writes)
 AUDIO_UP_LEN = const(162)
 AUDIO_DOWN_LEN = const(160)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 
 import pytest
 
@@ -110,6 +111,27 @@ async def test_loop_url_moves_bytes_through_pyserial():
         assert data == b"abc\x00"
     finally:
         t.close()
+
+
+async def test_closing_a_socket_port_does_not_hold_up_the_loop():
+    """pyserial's socket:// handler sleeps 0.3 s in close(): done on the loop, that held every line's
+    audio at each reconnect (and a Ctrl-C'd nodectl) for as long."""
+    accepted: list = []
+    server = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    t = SerialTransport(f"socket://127.0.0.1:{port}", 921600, loop, lambda data: None, lambda why: None)
+    try:
+        while not accepted:
+            await asyncio.sleep(0.01)  # the server's side of the connection
+        t0 = time.monotonic()
+        t.close()
+        assert time.monotonic() - t0 < 0.05
+    finally:
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_unopenable_port_names_the_port():

@@ -10,10 +10,13 @@ each check is a pytest test of its own with MicroPython's traceback as its failu
 from __future__ import annotations
 
 import ast
+import contextlib
+import importlib.util
 import json
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,35 @@ class Outcome:
     passed: bool
     message: str  # MicroPython's traceback when it failed
     output: str  # what the check printed
+
+
+def load_on_cpython(name: str):
+    """The MicroPython-side module ``tests/firmware/mpy/NAME.py``, loaded under CPython (not put in
+    ``sys.modules``): for checks that run on both."""
+    spec = importlib.util.spec_from_file_location(f"_cpython_{name}", MPY_SIDE / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@contextlib.contextmanager
+def on_cpython(module: str):
+    """The checks of ``tests/firmware/mpy/MODULE.py`` on CPython, importing what they import on the VM:
+    the card package under its on-card name ``card`` and the VM-side ``mpytest`` helpers (both put
+    back as they were afterwards). -> the loaded module."""
+    import firmware.card
+
+    saved = {k: sys.modules.get(k) for k in ("card", "mpytest")}
+    sys.modules["card"] = firmware.card  # the VM mounts firmware/card as `card`
+    sys.modules["mpytest"] = load_on_cpython("mpytest")
+    try:
+        yield load_on_cpython(module)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
 
 
 def checks(module: str) -> list[str]:

@@ -34,7 +34,7 @@ def unhex(h: str | tuple[str, ...]) -> bytes:
 
 
 # Every message type, both directions: HELLO, ACK (card -> host and host -> card), EVENT, STATUS,
-# STATS (card -> host); CMD without and with digits, SYNC (host -> card); AUDIO up (echo reference
+# STATS, SLOTS (card -> host); CMD without and with digits, SYNC (host -> card); AUDIO up (echo reference
 # + 160 octets) and down (160 octets, with zeros to stuff).
 GOLDEN = [
     Golden('hello', 0x01, 0xff, 0x0000, 'HELLO', (1, 1, 0, 0, 8, 1, 63, 48879, b'BNLC-8FX'),
@@ -55,6 +55,11 @@ GOLDEN = [
     Golden('stats', 0x05, 0xff, 0x0000, 'STATS', (1, 2, 3, 4, 5, 6, 7, 305419896),
            '0100000002000000030000000400000005000000060000000700000078563412',
            '0305ff01020101010202010102030101020401010205010102060101020701010978563412829587dd00'),
+    # the answer to IMAGE STATUS: slot 1 on trial; each slot with the first 8 bytes of its payload's SHA-256
+    Golden('slots', 0x07, 0xff, 0x0009, 'SLOTS', (1, 0, 2, 0, 255, 4, 1, 1, 0, 1, bytes.fromhex('12c17b5dc9140e97'),
+                                                  3, 1, 2, 0, 1, bytes.fromhex('a0b1c2d3e4f50617')),
+           '01000200ff040101000100000012c17b5dc9140e970301020001000000a0b1c2d3e4f50617',
+           '0407ff090201020205ff040101020101010c12c17b5dc9140e97030102020101010da0b1c2d3e4f506178e9c9cbb00'),
     Golden('cmd_hook', 0x81, 0x01, 0x0203, 'CMD', (1, 1, 0),
            '0101000000',
            '078101030201010101057ff571a200'),

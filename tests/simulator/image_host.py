@@ -130,7 +130,7 @@ class ImageHost:
             if f[0] == wire.T_SLOTS and f[2] == seq:
                 v = struct.unpack(wire.SLOTS, f[3])
                 return Slots(v[0], v[1], v[2], wire.REV_NAMES[v[3]], None if v[4] == 0xFF else v[4],
-                             (wire.SLOT_NAMES[v[5]], wire.SLOT_NAMES[v[10]]), (v[6:9], v[11:14]))
+                             (wire.SLOT_NAMES[v[5]], wire.SLOT_NAMES[v[11]]), (v[6:9], v[12:15]))
             return None
 
         self._send(wire.T_IMAGE, seq, body)

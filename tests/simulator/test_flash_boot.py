@@ -22,6 +22,7 @@ from firmware.image.container import make
 from simulator import images
 from simulator.card import SimCard
 from simulator.control import ControlServer
+from tests.helpers import wait_until
 from tests.simulator.image_host import ImageHost, LinkLost, connect
 
 N = (1, 1, 0)  # firmware/card/board.py FW_VERSION: the factory image
@@ -75,16 +76,6 @@ def image_of(registry: Path, src: Path, security: int = 1, register: bool = True
     return images.image(src, security).signed_part
 
 
-def wait_for(cond, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def settled(card: SimCard, version: tuple[int, int, int], timeout: float = 20.0):
     """Connect and sync until the card runs ``version`` with no trial left; -> (host, HELLO, SLOTS)."""
     end = time.monotonic() + timeout
@@ -92,7 +83,7 @@ def settled(card: SimCard, version: tuple[int, int, int], timeout: float = 20.0)
         host, hello = connect(card.url, max(1.0, end - time.monotonic()))
         try:
             if hello.version == version:
-                slots = wait_for(lambda h=host: _no_trial(h), CONFIRM_S, "the trial to confirm or revert")
+                slots = wait_until(lambda h=host: _no_trial(h), CONFIRM_S, "the trial to confirm or revert")
                 return host, hello, slots
         except (LinkLost, AssertionError):
             pass
@@ -242,7 +233,7 @@ def run_update_until_cut(card: SimCard, new: bytes) -> None:
         except (LinkLost, OSError):
             continue
         try:
-            wait_for(lambda: not card.powered, 3.0, "the cut")
+            wait_until(lambda: not card.powered, 3.0, "the cut")
         except AssertionError:
             pass
         host.close()
@@ -253,7 +244,7 @@ def complete_update(card: SimCard, new: bytes) -> tuple[int, int]:
     """After power comes back: what the card boots, then finish the update as `nodectl flash` again would."""
     host, hello = connect(card.url)
     booted = hello.version
-    s = wait_for(lambda: _no_trial(host), CONFIRM_S, "the trial to confirm or revert")
+    s = wait_until(lambda: _no_trial(host), CONFIRM_S, "the trial to confirm or revert")
     resumed_at = None
     if not (s.versions[s.running] == N1 and s.states[s.running] == "confirmed"):
         res, resumed_at = host.image_op(wire.IMG_BEGIN, 0, new[:64])
@@ -320,14 +311,14 @@ def test_simctl_card_keeps_its_flash_file_and_switches_power_from_the_control_po
             return await c.call("status")
 
     sim = sim_factory("--channels", "2", "--flash", str(flash), "--firmware-dir", str(registry))
-    wait_for(lambda: asyncio.run(status(sim))["power"]["stage"] == "app", 10, "the card's first boot")
+    wait_until(lambda: asyncio.run(status(sim))["power"]["stage"] == "app", 10, "the card's first boot")
     st = asyncio.run(status(sim))
     assert st["flash"]["file"] == str(flash) and st["slots"][0]["state"] == "confirmed"
     st = asyncio.run(status(sim, op="power", on=False))
     assert st["power"] == {"on": False, "stage": "off", "reset_cause": "power on"}
     boots = st["boots"]
     st = asyncio.run(status(sim, op="power", on=True))
-    wait_for(lambda: asyncio.run(status(sim))["power"]["stage"] == "app", 10, "the card to boot again")
+    wait_until(lambda: asyncio.run(status(sim))["power"]["stage"] == "app", 10, "the card to boot again")
     st = asyncio.run(status(sim))
     assert st["boots"] == boots + 1 and st["power"]["reset_cause"] == "power on"
     assert flash.stat().st_size > 2 * 1024 * 1024  # the chip's bytes and which are programmed

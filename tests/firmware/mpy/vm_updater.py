@@ -307,19 +307,26 @@ def _slots(card, uart, seq):
     return struct.unpack(wire.SLOTS, got[0][4])
 
 
-def test_slots_report_what_runs_each_version_and_the_last_revert():
+def _prefix(img):
+    # the first DIGEST_PREFIX bytes of the payload SHA-256 in the image's header (what SLOTS carries)
+    return ih.unpack(img)[ih.H_SHA256][:wire.DIGEST_PREFIX]
+
+
+def test_slots_report_what_runs_each_version_digest_and_the_last_revert():
     f, u, card, uart, _ = _card_with_updater()
-    eq(_slots(card, uart, 5), (0, 0, 0, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
-                               wire.SLOT_EMPTY, 0, 0, 0, 0), "a factory card")
+    n, n1, none = _prefix(OLD), _prefix(NEW), bytes(wire.DIGEST_PREFIX)
+    eq(_slots(card, uart, 5), (0, 0, 0, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1, n,
+                               wire.SLOT_EMPTY, 0, 0, 0, 0, none), "a factory card")
     eq(send(u, NEW), up.OK, "finish")
     u, slot = power_on(f)
     f, u, card, uart, _ = _card_with_updater(f, u)
-    eq(_slots(card, uart, 6), (1, 0, up.TRIAL_BOOTS - 1, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
-                               wire.SLOT_TRIAL, 1, 1, 0, 2), "N+1 on trial")
+    eq(_slots(card, uart, 6), (1, 0, up.TRIAL_BOOTS - 1, wire.REV_NONE, 0xFF, wire.SLOT_CONFIRMED, 1, 0, 0, 1, n,
+                               wire.SLOT_TRIAL, 1, 1, 0, 2, n1), "N+1 on trial")
     u, slot = power_on(f, watchdog=True)
     f, u, card, uart, _ = _card_with_updater(f, u)
-    eq(_slots(card, uart, 7), (0, 0, up.TRIAL_BOOTS - 1, wire.REV_WATCHDOG, 1, wire.SLOT_CONFIRMED, 1, 0, 0, 1,
-                               wire.SLOT_REVERTED, 1, 1, 0, 2), "reverted to N by a watchdog reset, and it says so")
+    eq(_slots(card, uart, 7), (0, 0, up.TRIAL_BOOTS - 1, wire.REV_WATCHDOG, 1, wire.SLOT_CONFIRMED, 1, 0, 0, 1, n,
+                               wire.SLOT_REVERTED, 1, 1, 0, 2, n1), "reverted to N by a watchdog reset, and it says so")
+    eq(n, hashlib.sha256(OLD[ih.HEADER_LEN:]).digest()[:8], "the payload's own digest, first 8 bytes")
 
 
 def _image_frame(seq, op, offset=0, data=b"", crc=None):
@@ -380,13 +387,13 @@ def test_an_image_over_the_card_protocol_is_served_after_the_audio():
 
 def test_image_frames_past_the_queue_are_dropped_for_the_host_to_resend():
     f, upd, card, uart, clock = _card_with_updater()
-    for s in range(12):
+    for s in range(16):
         uart.feed(_image_frame(s, wire.IMG_BEGIN, data=NEW[:64]))
     card.handle(card.link.poll(), clock.ticks_ms())
-    eq((card.image_rx.count, card.image_rx.dropped), (8, 4), "eight queued, the rest dropped")
+    eq((card.image_rx.count, card.image_rx.dropped), (12, 4), "twelve queued, the rest dropped")
     while card.image_rx.service():
         pass
-    eq([a[0] for a in _acks(uart)], list(range(8)), "the queued ones answered in order")
+    eq([a[0] for a in _acks(uart)], list(range(12)), "the queued ones answered in order")
 
 
 def test_a_card_without_an_updater_says_so():
