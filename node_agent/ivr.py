@@ -15,11 +15,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from hal import Line
 
-from .auth import AuthPrompts, Authenticator, Outcome, collect_and_check
+from .auth import Authenticator, AuthPrompts, Outcome, collect_and_check
 from .config import FlowNode, NodeConfig
 from .prompts import PromptLibrary
 from .recordings import Recordings
@@ -102,32 +101,6 @@ class Call:
         self.changed.set()
 
 
-class PromptMirror(Protocol):
-    """Gets the prompts a call plays (``DtmfMask`` does: an agent on the call hears them)."""
-
-    def play(self, pcm) -> None: ...
-
-    def stop_prompt(self) -> None: ...
-
-
-class _Mirrored:
-    """A line's audio port whose prompts are copied to a :class:`PromptMirror`."""
-
-    def __init__(self, audio, mirror: PromptMirror) -> None:
-        self._audio, self._mirror = audio, mirror
-
-    def write(self, pcm) -> None:
-        self._audio.write(pcm)
-        self._mirror.play(pcm)
-
-    def clear(self) -> None:
-        self._audio.clear()
-        self._mirror.stop_prompt()
-
-    def drained(self):
-        return self._audio.drained()
-
-
 class IvrKeyPad:
     """The IVR's :class:`~node_agent.auth.KeyPad`: its prompts (barge-in) and the call's keys."""
 
@@ -192,17 +165,13 @@ class Ivr:
         self._check(call)
         return key
 
-    async def play(self, call: Call, names: list[str], *, barge_in: bool = True, language: str | None = None,
-                   mirror: PromptMirror | None = None) -> bool:
+    async def play(self, call: Call, names: list[str], *, barge_in: bool = True, language: str | None = None) -> bool:
         """Play prompts (in ``language``, else the call's); returns True if a key interrupted them
         (the key stays in the buffer). Prompts that cannot be interrupted (a wrong PIN, an invalid
         choice) do not take keys either: what is pressed while they play is dropped, so a key
-        pressed in impatience, or one heard late, does not answer the question that follows.
-        ``mirror`` also gets what is played and when it is cut short (an agent listening in)."""
+        pressed in impatience, or one heard late, does not answer the question that follows."""
         self._check(call)
         audio = call.line.audio
-        if mirror is not None:
-            audio = _Mirrored(audio, mirror)
         for name in names:
             if barge_in and len(call.keys):
                 audio.clear()
@@ -381,4 +350,4 @@ class Ivr:
         return None
 
 
-__all__ = ["Call", "CallEnded", "Ivr", "IvrKeyPad", "KeyBuffer", "PromptMirror"]
+__all__ = ["Call", "CallEnded", "Ivr", "IvrKeyPad", "KeyBuffer"]

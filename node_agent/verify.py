@@ -38,6 +38,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from .auth import (
     ACCOUNT_RE,
@@ -113,6 +114,7 @@ class SecureCapture:
     def __init__(self, call: Call, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings,
                  on_progress: Callable[[Progress], None] | None = None) -> None:
         self.call, self.ivr, self.mask, self.settings = call, ivr, mask, settings
+        self._view = _Heard(call, mask)  # what the IVR plays to: the call, its prompts mirrored to the agent
         self.on_progress = on_progress
         self._task: asyncio.Task | None = None
         self._cancelled = False
@@ -198,7 +200,7 @@ class SecureCapture:
     async def _refused(self) -> CaptureOutcome:
         hangup = self.settings.on_fail == "hangup"
         if hangup:
-            await self.ivr.play(self.call, [self.settings.prompts.goodbye], barge_in=False, mirror=self.mask)
+            await self.ivr.play(self._view, [self.settings.prompts.goodbye], barge_in=False)
         log.info("line %d: capture on call %s refused: the call has used up its tries", self.call.line.number,
                  self.call.call_id)
         return CaptureOutcome("failed", "", hangup)
@@ -243,6 +245,40 @@ class SecureCapture:
         raise AskAgain(field)
 
 
+class _Mirrored:
+    """A line's audio port whose prompts also go to the mask (the agent hears them)."""
+
+    def __init__(self, audio, mask: DtmfMask) -> None:
+        self._audio, self._mask = audio, mask
+
+    def write(self, pcm) -> None:
+        self._audio.write(pcm)
+        self._mask.play(pcm)
+
+    def clear(self) -> None:
+        self._audio.clear()
+        self._mask.stop_prompt()
+
+    def drained(self):
+        return self._audio.drained()
+
+
+class _Heard:
+    """The call as the IVR's prompt player sees it during a capture: the call itself (every read
+    and write goes to it), but with its line's audio port mirrored to the mask."""
+
+    def __init__(self, call: Call, mask: DtmfMask) -> None:
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "line", SimpleNamespace(audio=_Mirrored(call.line.audio, mask),
+                                                         number=call.line.number))
+
+    def __getattr__(self, name: str):
+        return getattr(self._call, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._call, name, value)
+
+
 class _CapturePad:
     """The capture's :class:`~node_agent.auth.KeyPad`: the IVR's prompts and keys, mirrored to the
     agent through the mask, with the clear key, progress counts and the agent's "ask again"."""
@@ -254,7 +290,7 @@ class _CapturePad:
         c = self.c
         c._field = field
         c._progress(field, 0, "prompting")
-        await c._interruptible(c.ivr.play(c.call, [prompt], mirror=c.mask))
+        await c._interruptible(c.ivr.play(c._view, [prompt]))
         entry = await c._interruptible(c.ivr._ask_digits(
             c.call, min_digits=4, max_digits=max_digits, terminator="#", first_ms=c.settings.first_ms,
             inter_ms=c.settings.inter_ms, clear=c.settings.clear_key,
@@ -264,7 +300,7 @@ class _CapturePad:
 
     async def tell(self, prompts: list[str]) -> None:
         c = self.c
-        await c.ivr.play(c.call, prompts, barge_in=False, mirror=c.mask)
+        await c.ivr.play(c._view, prompts, barge_in=False)
 
     def discard(self) -> None:
         self.c.call.keys.clear()

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from node_agent.auth import AuthPrompts, Authenticator
+from node_agent.auth import Authenticator, AuthPrompts
 from node_agent.dtmf_mask import DtmfMask
 from node_agent.ivr import Call, Ivr
 from node_agent.store import Store
