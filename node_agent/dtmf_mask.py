@@ -5,6 +5,7 @@ The media bridge calls :meth:`DtmfMask.process` with every 20 ms slot of the cal
 
     mask = DtmfMask(flatten=True)
     agent_frame = mask.process(caller_frame)        # every slot, in order, lost ones included
+    agent_rx = mask.process(rx_frame)               # or a hal.RxFrame (the line's tap): one comes back
     mask.capture_start() ... mask.capture_end()     # a secure capture (node_agent.verify does this)
     mask.play(prompt_pcm) / mask.stop_prompt()      # the node's own prompts, mixed in for the agent
 
@@ -38,13 +39,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from drivers.dsp import DtmfReceiver
 from drivers.dsp.dtmf import HOP
 from drivers.dsp.levels import DBM0_SINE_PEAK
+from hal import RxFrame
 
 FRAME = 160
 WINDOW = 160  # the detector's analysis window: a tone's first sample lies in its first passing window
@@ -141,10 +143,16 @@ class DtmfMask:
         return bool(self._prompt)
 
     # -- the audio path ----------------------------------------------------------------------------
-    def process(self, frame: np.ndarray, prompt: np.ndarray | None = None) -> np.ndarray:
+    def process(self, frame, prompt: np.ndarray | None = None):
         """One 20 ms slot of the caller's audio in; the slot the agent gets out (a new array:
         ``frame`` is not modified). ``prompt``: one frame of the node's own audio to mix in
-        (besides what :meth:`play` queued)."""
+        (besides what :meth:`play` queued). ``frame`` may be the line tap's ``hal.RxFrame``: then an
+        RxFrame comes back, with the filtered audio and no digits (nothing keyed travels on)."""
+        if isinstance(frame, RxFrame):
+            return replace(frame, pcm=self._process(frame.pcm, prompt), digits=())
+        return self._process(frame, prompt)
+
+    def _process(self, frame: np.ndarray, prompt: np.ndarray | None) -> np.ndarray:
         if len(frame) != FRAME:
             raise ValueError(f"the mask takes 20 ms frames of {FRAME} samples, not {len(frame)}")
         t0 = self._t

@@ -8,6 +8,9 @@ Interface (for the forwarded call's code, which runs it when HQ sends ``verify``
     capture.cancel()          # the agent cancelled (HQ's verify_cancel): run() returns "cancelled"
     capture.again("account")  # the agent asks for one field again (verify_again)
 
+    # or, from the forwarding's capture request (call, fields, progress, result, commands):
+    outcome = await serve(request, ivr, mask, settings)             # reports through request.result
+
 * ``call`` is the call's :class:`~node_agent.ivr.Call` (its keys, its line's audio port), ``ivr``
   the node's :class:`~node_agent.ivr.Ivr` (its prompts, its Authenticator), ``mask`` the call's
   :class:`~node_agent.dtmf_mask.DtmfMask` (the caller -> agent filter the media bridge runs).
@@ -319,10 +322,42 @@ class _Checking:
         return await c.ivr.auth.verify(account, pin, call_id=call_id, line=line)
 
 
+async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) -> CaptureOutcome | None:
+    """Run a capture HQ asked for. ``request`` is the forwarding's capture request (duck-typed:
+    ``call``, ``fields``, ``progress(field, keyed, state)``, ``result(outcome, account)`` and
+    ``commands``, a queue of the agent's commands: one with a ``field`` asks for it again, one
+    without cancels). Reports the result through ``request.result``, and returns the outcome
+    (None when the capture could not run: "unavailable"); when ``end_call`` is set the caller has
+    heard goodbye and the call must end."""
+    capture = SecureCapture(request.call, ivr, mask, settings,
+                            on_progress=lambda p: request.progress(p.field, p.keyed, p.state))
+
+    async def commands() -> None:
+        while True:
+            cmd = await request.commands.get()
+            field = getattr(cmd, "field", None)
+            if field is None:
+                capture.cancel()
+            elif field in FIELDS:
+                capture.again(field)
+
+    pump = asyncio.ensure_future(commands())
+    try:
+        outcome = await capture.run(tuple(request.fields))
+    except CaptureError as exc:
+        log.warning("line %d: capture refused: %s", request.call.line.number, exc)
+        request.result("unavailable", "")
+        return None
+    finally:
+        pump.cancel()
+    request.result(outcome.result, outcome.account)
+    return outcome
+
+
 def _being_cancelled() -> bool:
     """Whether the task running this is itself being cancelled (a hang-up), not just a capture."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
 
-__all__ = ["CaptureError", "CaptureOutcome", "CaptureSettings", "Progress", "SecureCapture"]
+__all__ = ["CaptureError", "CaptureOutcome", "CaptureSettings", "Progress", "SecureCapture", "serve"]

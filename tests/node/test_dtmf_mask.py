@@ -179,3 +179,19 @@ def test_window_verdicts_come_with_the_same_digits_as_feed():
         windows += v
     assert with_verdicts == plain and len(windows) == (len(pcm) // FRAME) * 8
     assert {"123A456B789C*0#D"[i] for i in windows if i >= 0} == set(DIGITS)
+
+
+def test_the_line_tap_s_frames_come_back_filtered_and_without_their_digits():
+    from drivers.dsp import G711, ULAW
+    from drivers.dsp.receive import ReceiveChain
+    from hal import RxFrame
+
+    chain, mask, codec = ReceiveChain(ULAW, echo_cancel=False), DtmfMask(), G711(ULAW)
+    pcm = stream(0, "4829")
+    sent = []
+    for i in range(0, len(pcm) - FRAME + 1, FRAME):
+        rx = chain.receive(codec.encode(pcm[i:i + FRAME]))
+        out = mask.process(rx)
+        assert isinstance(out, RxFrame) and out.digits == () and out.t_ms == rx.t_ms
+        sent.append(out.pcm)
+    assert ours(np.concatenate(sent)) == [] and mask.stats.tones_removed == 4

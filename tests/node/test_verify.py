@@ -16,7 +16,7 @@ from node_agent.auth import Authenticator, AuthPrompts
 from node_agent.dtmf_mask import DtmfMask
 from node_agent.ivr import Call, Ivr
 from node_agent.store import Store
-from node_agent.verify import CaptureError, CaptureSettings, Progress, SecureCapture
+from node_agent.verify import CaptureError, CaptureSettings, Progress, SecureCapture, serve
 
 ACCOUNT, PIN, UNKNOWN = "6222001234", "482913", "6222009999"
 CHEAP_KDF = "scrypt:n=2,r=1,p=1"
@@ -259,3 +259,40 @@ def test_settings_come_from_the_flow_s_authenticate_node():
         CaptureSettings.from_flow(Flow("main", "x", {}))
     with pytest.raises(CaptureError, match="on_fail 'drop' is not one of hangup, agent"):
         CaptureSettings(PROMPTS, on_fail="drop")
+
+
+def test_serve_runs_a_capture_for_hq_s_request_with_its_commands(node):
+    capture, call, caller = node.capture({"account": ["62", ACCOUNT + "#"], "pin": [PIN + "#"]})
+    sent = []
+
+    async def scenario():
+        commands: asyncio.Queue = asyncio.Queue()
+
+        def progress(field, keyed, state):
+            sent.append(("progress", field, keyed, state))
+            if (field, keyed, state) == ("account", 2, "keying") and len(sent) < 5:  # asked again, once
+                commands.put_nowait(SimpleNamespace(call=call.call_id, capture="cap-1", field="account"))
+
+        request = SimpleNamespace(call=call, fields=["account", "pin"], progress=progress, commands=commands,
+                                  result=lambda outcome, account="": sent.append(("result", outcome, account)))
+        first = await serve(request, node.ivr, DtmfMask(), SETTINGS)
+        # a cancel from the agent, mid-field
+        caller.answers = {"account": ["6"]}
+        request.result = lambda outcome, account="": sent.append(("result", outcome, account))
+
+        def cancel_at_one(field, keyed, state):
+            sent.append(("progress", field, keyed, state))
+            if state == "keying":
+                commands.put_nowait(SimpleNamespace(call=call.call_id, capture="cap-2"))
+
+        request.progress = cancel_at_one
+        second = await serve(request, node.ivr, DtmfMask(), SETTINGS)
+        bad = SimpleNamespace(**{**request.__dict__, "fields": ["name"]})
+        third = await serve(bad, node.ivr, DtmfMask(), SETTINGS)
+        return first, second, third
+
+    first, second, third = run(scenario())
+    assert (first.result, second.result, third) == ("verified", "cancelled", None)
+    assert [e for e in sent if e[0] == "result"] == [("result", "verified", ACCOUNT), ("result", "cancelled", ""),
+                                                     ("result", "unavailable", "")]
+    assert PIN not in repr(sent)
