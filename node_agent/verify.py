@@ -53,7 +53,7 @@ from .auth import (
     collect_and_check,
 )
 from .dtmf_mask import DtmfMask
-from .ivr import Call, Ivr
+from .ivr import Call, CallEnded, Ivr
 
 log = logging.getLogger("node_agent.verify")
 STATES = ("started", "prompting", "keying", "checking", "invalid", "done")
@@ -154,8 +154,10 @@ class SecureCapture:
     async def run(self, fields: tuple[str, ...] | list[str] = FIELDS) -> CaptureOutcome:
         fields = tuple(fields)
         known = self._check_fields(fields)
-        if self._task is not None:
+        if self._task is not None or self.done:
             raise CaptureError("this capture has run already: make a new SecureCapture for another")
+        if self.mask.capturing:
+            raise CaptureError("another capture is running on this call: cancel it, or wait for its outcome")
         self._fields = fields
         call, mask = self.call, self.mask
         mask.capture_start()  # before anything else: not even the first ms of a tone gets through
@@ -327,8 +329,8 @@ async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) ->
     ``call``, ``fields``, ``progress(field, keyed, state)``, ``result(outcome, account)`` and
     ``commands``, a queue of the agent's commands: one with a ``field`` asks for it again, one
     without cancels). Reports the result through ``request.result``, and returns the outcome
-    (None when the capture could not run: "unavailable"); when ``end_call`` is set the caller has
-    heard goodbye and the call must end."""
+    (None when the capture could not run, reported "unavailable", or the caller hung up during it,
+    reported "cancelled"); when ``end_call`` is set the caller has heard goodbye and the call must end."""
     capture = SecureCapture(request.call, ivr, mask, settings,
                             on_progress=lambda p: request.progress(p.field, p.keyed, p.state))
 
@@ -347,6 +349,9 @@ async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) ->
     except CaptureError as exc:
         log.warning("line %d: capture refused: %s", request.call.line.number, exc)
         request.result("unavailable", "")
+        return None
+    except CallEnded:  # the caller hung up mid-capture: nothing was verified
+        request.result("cancelled", "")
         return None
     finally:
         pump.cancel()

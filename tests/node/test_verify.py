@@ -296,3 +296,28 @@ def test_serve_runs_a_capture_for_hq_s_request_with_its_commands(node):
     assert [e for e in sent if e[0] == "result"] == [("result", "verified", ACCOUNT), ("result", "cancelled", ""),
                                                      ("result", "unavailable", "")]
     assert PIN not in repr(sent)
+
+
+def test_one_capture_at_a_time_on_a_call_and_a_hang_up_ends_it(node):
+    async def scenario():
+        capture, call, caller = node.capture({"account": ["62"]})
+        first = asyncio.ensure_future(capture.run())
+        while not capture.mask.capturing:
+            await asyncio.sleep(0)
+        second = SecureCapture(call, node.ivr, capture.mask, SETTINGS)
+        with pytest.raises(CaptureError, match="another capture is running"):
+            await second.run()
+        assert capture.mask.capturing  # the refused one did not end the running one's mute
+        results = []
+        request = SimpleNamespace(call=call, fields=["account", "pin"], progress=lambda *a: None,
+                                  commands=asyncio.Queue(), result=lambda o, a="": results.append(o))
+        capture.cancel()
+        await first
+        served = asyncio.ensure_future(serve(request, node.ivr, capture.mask, SETTINGS))
+        while not capture.mask.capturing:
+            await asyncio.sleep(0)
+        call.ended.set()  # the caller hangs up
+        return await served, results, capture.mask.capturing
+
+    outcome, results, capturing = run(scenario())
+    assert outcome is None and results == ["cancelled"] and not capturing
