@@ -85,7 +85,8 @@ async def test_the_agent_verifies_a_caller_and_hears_no_digit(sim, tmp_path, cap
         node.auth.add_account(ACCOUNT, PIN)
         agent_on_transfer(node, outcomes, heard, progress)
         caller_heard, _ = await script(client, refs, to_agent() + keyed(ACCOUNT, PIN, "busy.en")
-                                       + [{"op": "wait_onhook", "timeout_ms": 8000}])
+                                       + [{"op": "listen", "until": "bye.en", "ms": 5000},
+                                          {"op": "wait_onhook", "timeout_ms": 8000}])
         await wait_idle(node)
     assert [(o.result, o.account) for o in outcomes] == [("verified", ACCOUNT)]
     assert caller_heard[-4:] == ["account.en", "pin.en", "busy.en", "bye.en"]
@@ -112,7 +113,7 @@ async def test_three_wrong_pins_fail_and_end_the_call(sim, tmp_path):
         for i in range(3):
             steps += keyed(ACCOUNT, f"{i}{i}{i}{i}{i}{i}", "wrong.en")
             if i < 2:
-                steps.append({"op": "listen", "until": "account.en", "ms": 5000})
+                steps.append({"op": "listen", "until": "account.en", "ms": 8000})
         caller_heard, _ = await script(client, refs, steps + [{"op": "listen", "until": "bye.en", "ms": 5000},
                                                               {"op": "wait_onhook", "timeout_ms": 5000}])
         await wait_idle(node)
