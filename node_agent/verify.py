@@ -18,7 +18,8 @@ Interface (for the forwarded call's code, which runs it when HQ sends ``verify``
   gets comfort noise, plus the prompts the node plays (mirrored into the mask), from the very
   next frame. The caller hears the prompts on the line. **While a capture runs the bridge must not
   queue the agent's audio into the line's audio port** (drop it, or mix it): the prompts are
-  played through that port and the capture waits for each to drain.
+  played through that port and the capture waits for each to drain. :func:`serve` does it for a
+  ``MediaSession``: it swaps the session's ``sink`` for one that drops the agent's frames.
 * Account and PIN are asked and checked by :func:`node_agent.auth.collect_and_check`, the loop the
   IVR's ``authenticate`` node runs: the same prompts, the same rules (three consecutive failures
   in a call end the tries; more than ``max_daily_failures`` in a day blacklist the account with an
@@ -343,6 +344,12 @@ async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) ->
             elif field in FIELDS:
                 capture.again(field)
 
+    # the agent's audio would queue up in the line's port behind the prompts, which wait for it to
+    # drain: while the capture runs the caller hears the prompts only (the agent's voice is dropped)
+    session = getattr(request, "session", None)
+    sink = getattr(session, "sink", None)
+    if sink is not None:
+        session.sink = _DROPPED
     pump = asyncio.ensure_future(commands())
     try:
         outcome = await capture.run(tuple(request.fields))
@@ -355,8 +362,20 @@ async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) ->
         return None
     finally:
         pump.cancel()
+        if sink is not None:
+            session.sink = sink
     request.result(outcome.result, outcome.account)
     return outcome
+
+
+class _Dropped:
+    """A media session's sink that plays nothing: the agent's audio during a capture."""
+
+    def write(self, frame) -> None:
+        pass
+
+
+_DROPPED = _Dropped()
 
 
 def _being_cancelled() -> bool:

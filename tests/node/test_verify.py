@@ -273,9 +273,17 @@ def test_serve_runs_a_capture_for_hq_s_request_with_its_commands(node):
             if (field, keyed, state) == ("account", 2, "keying") and len(sent) < 5:  # asked again, once
                 commands.put_nowait(SimpleNamespace(call=call.call_id, capture="cap-1", field="account"))
 
+        line_port = SimpleNamespace(write=lambda frame: sent.append(("agent audio to the line",)))
+        session = SimpleNamespace(sink=line_port)
         request = SimpleNamespace(call=call, fields=["account", "pin"], progress=progress, commands=commands,
+                                  session=session,
                                   result=lambda outcome, account="": sent.append(("result", outcome, account)))
-        first = await serve(request, node.ivr, DtmfMask(), SETTINGS)
+        serving = asyncio.ensure_future(serve(request, node.ivr, DtmfMask(), SETTINGS))
+        while not sent:
+            await asyncio.sleep(0)
+        session.sink.write(np.zeros(160, np.int16))  # the agent talks during the capture: not played
+        first = await serving
+        assert session.sink is line_port  # and after it, heard again
         # a cancel from the agent, mid-field
         caller.answers = {"account": ["6"]}
         request.result = lambda outcome, account="": sent.append(("result", outcome, account))
@@ -295,7 +303,7 @@ def test_serve_runs_a_capture_for_hq_s_request_with_its_commands(node):
     assert (first.result, second.result, third) == ("verified", "cancelled", None)
     assert [e for e in sent if e[0] == "result"] == [("result", "verified", ACCOUNT), ("result", "cancelled", ""),
                                                      ("result", "unavailable", "")]
-    assert PIN not in repr(sent)
+    assert PIN not in repr(sent) and ("agent audio to the line",) not in sent
 
 
 def test_one_capture_at_a_time_on_a_call_and_a_hang_up_ends_it(node):
