@@ -8,8 +8,8 @@ Interface (for the forwarded call's code, which runs it when HQ sends ``verify``
     capture.cancel()          # the agent cancelled (HQ's verify_cancel): run() returns "cancelled"
     capture.again("account")  # the agent asks for one field again (verify_again)
 
-    # or, from the forwarding's capture request (call, fields, progress, result, commands):
-    outcome = await serve(request, ivr, mask, settings)             # reports through request.result
+    # or as the forwarding's capture runner: Forwarder(filters=lambda call: DtmfMask(), captures=serve)
+    outcome = await serve(request)   # request: call, ivr, filter (the mask), fields, progress, result, ...
 
 * ``call`` is the call's :class:`~node_agent.ivr.Call` (its keys, its line's audio port), ``ivr``
   the node's :class:`~node_agent.ivr.Ivr` (its prompts, its Authenticator), ``mask`` the call's
@@ -325,14 +325,39 @@ class _Checking:
         return await c.ivr.auth.verify(account, pin, call_id=call_id, line=line)
 
 
-async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) -> CaptureOutcome | None:
-    """Run a capture HQ asked for. ``request`` is the forwarding's capture request (duck-typed:
-    ``call``, ``fields``, ``progress(field, keyed, state)``, ``result(outcome, account)`` and
-    ``commands``, a queue of the agent's commands: one with a ``field`` asks for it again, one
-    without cancels). Reports the result through ``request.result``, and returns the outcome
-    (None when the capture could not run, reported "unavailable", or the caller hung up during it,
-    reported "cancelled"); when ``end_call`` is set the caller has heard goodbye and the call must end."""
-    capture = SecureCapture(request.call, ivr, mask, settings,
+async def serve(request, settings: CaptureSettings | None = None, *, ivr: Ivr | None = None,
+                mask: DtmfMask | None = None) -> CaptureOutcome | None:
+    """Run a capture HQ asked for: ``node_agent.forwarding``'s capture runner (``captures=serve``).
+
+    ``request`` is the forwarding's capture request (duck-typed): ``call``, ``fields``,
+    ``progress(field, keyed, state)``, ``result(outcome, account)``, ``commands`` (a queue of the
+    agent's commands: one with a ``field`` asks for it again, one without cancels), and, unless
+    given here, ``ivr`` and ``filter`` (the call's caller -> agent filter, which must be its
+    :class:`DtmfMask`); ``end_call()`` is called when the configured rule ends the call.
+    ``settings`` default to the line's flow's authenticate node. Reports the result through
+    ``request.result``, and returns the outcome (None when the capture could not run, reported
+    "unavailable", or the caller hung up during it, reported "cancelled"). If ``request.session``
+    (the call's MediaSession) has a ``sink``, the agent's audio is dropped while the capture runs:
+    the caller hears its prompts only."""
+    ivr = ivr or getattr(request, "ivr", None)
+    mask = mask or getattr(request, "filter", None)
+    call = request.call
+    try:
+        if ivr is None:
+            raise CaptureError("no IVR to play the prompts and check the PIN")
+        if not isinstance(mask, DtmfMask):
+            # any other filter would let the agent hear what the caller keys
+            raise CaptureError("the call's caller -> agent filter is not the DTMF mask: a capture would be heard")
+        if settings is None:
+            line = ivr.config.lines.get(call.line.number)
+            if line is None:
+                raise CaptureError(f"line {call.line.number} has no flow to take the prompts from")
+            settings = CaptureSettings.from_flow(ivr.config.flows[line.flow])
+    except CaptureError as exc:
+        log.warning("line %d: capture refused: %s", call.line.number, exc)
+        request.result("unavailable", "")
+        return None
+    capture = SecureCapture(call, ivr, mask, settings,
                             on_progress=lambda p: request.progress(p.field, p.keyed, p.state))
 
     async def commands() -> None:
@@ -365,6 +390,8 @@ async def serve(request, ivr: Ivr, mask: DtmfMask, settings: CaptureSettings) ->
         if sink is not None:
             session.sink = sink
     request.result(outcome.result, outcome.account)
+    if outcome.end_call and callable(getattr(request, "end_call", None)):
+        request.end_call()
     return outcome
 
 

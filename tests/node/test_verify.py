@@ -278,7 +278,7 @@ def test_serve_runs_a_capture_for_hq_s_request_with_its_commands(node):
         request = SimpleNamespace(call=call, fields=["account", "pin"], progress=progress, commands=commands,
                                   session=session,
                                   result=lambda outcome, account="": sent.append(("result", outcome, account)))
-        serving = asyncio.ensure_future(serve(request, node.ivr, DtmfMask(), SETTINGS))
+        serving = asyncio.ensure_future(serve(request, SETTINGS, ivr=node.ivr, mask=DtmfMask()))
         while not sent:
             await asyncio.sleep(0)
         session.sink.write(np.zeros(160, np.int16))  # the agent talks during the capture: not played
@@ -294,15 +294,18 @@ def test_serve_runs_a_capture_for_hq_s_request_with_its_commands(node):
                 commands.put_nowait(SimpleNamespace(call=call.call_id, capture="cap-2"))
 
         request.progress = cancel_at_one
-        second = await serve(request, node.ivr, DtmfMask(), SETTINGS)
+        request.ivr, request.filter = node.ivr, DtmfMask()  # as the forwarding's request has them
+        second = await serve(request, SETTINGS)
         bad = SimpleNamespace(**{**request.__dict__, "fields": ["name"]})
-        third = await serve(bad, node.ivr, DtmfMask(), SETTINGS)
-        return first, second, third
+        third = await serve(bad, SETTINGS)
+        request.filter = SimpleNamespace(process=lambda frame: frame)  # not the mask: the agent would hear
+        fourth = await serve(request, SETTINGS)
+        return first, second, third, fourth
 
-    first, second, third = run(scenario())
-    assert (first.result, second.result, third) == ("verified", "cancelled", None)
+    first, second, third, fourth = run(scenario())
+    assert (first.result, second.result, third, fourth) == ("verified", "cancelled", None, None)
     assert [e for e in sent if e[0] == "result"] == [("result", "verified", ACCOUNT), ("result", "cancelled", ""),
-                                                     ("result", "unavailable", "")]
+                                                     ("result", "unavailable", ""), ("result", "unavailable", "")]
     assert PIN not in repr(sent) and ("agent audio to the line",) not in sent
 
 
@@ -321,7 +324,7 @@ def test_one_capture_at_a_time_on_a_call_and_a_hang_up_ends_it(node):
                                   commands=asyncio.Queue(), result=lambda o, a="": results.append(o))
         capture.cancel()
         await first
-        served = asyncio.ensure_future(serve(request, node.ivr, capture.mask, SETTINGS))
+        served = asyncio.ensure_future(serve(request, SETTINGS, ivr=node.ivr, mask=capture.mask))
         while not capture.mask.capturing:
             await asyncio.sleep(0)
         call.ended.set()  # the caller hangs up
@@ -329,3 +332,14 @@ def test_one_capture_at_a_time_on_a_call_and_a_hang_up_ends_it(node):
 
     outcome, results, capturing = run(scenario())
     assert outcome is None and results == ["cancelled"] and not capturing
+
+
+def test_serve_ends_the_call_when_the_rule_says_so(node):
+    wrong = {"account": [ACCOUNT + "#"] * 3, "pin": ["000000#"] * 3}
+    _, call, _ = node.capture(wrong)
+    ended, results = [], []
+    request = SimpleNamespace(call=call, ivr=node.ivr, filter=DtmfMask(), fields=["account", "pin"],
+                              progress=lambda *a: None, commands=asyncio.Queue(),
+                              result=lambda o, a="": results.append(o), end_call=lambda: ended.append(True))
+    outcome = run(serve(request, SETTINGS))
+    assert (outcome.result, outcome.end_call, results, ended) == ("failed", True, ["failed"], [True])
