@@ -1,4 +1,4 @@
-"""The capture wired into a forwarded call as the daemon wires it (``Forwarder(filters=lambda call:
+"""The capture wired into a forwarded call as the daemon is to wire it (``Forwarder(filters=lambda call:
 DtmfMask(), captures=serve)``): HQ's verify, the caller's keys, the outcome back to HQ, and three
 wrong PINs ending the call, over a real aiortc agent on 127.0.0.1.
 
