@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dtmf_mask import bench_dtmf_mask, mask_rows  # noqa: E402
 from bench.flash_e2e import flash_e2e  # noqa: E402
 from bench.media import bench_media  # noqa: E402
 from drivers.dsp import DtmfGenerator, DtmfReceiver  # noqa: E402
@@ -353,7 +354,13 @@ def main() -> int:
     p.add_argument("--only-flash", action="store_true",
                    help="only the flashing benchmarks (nodectl flash to a simctl card process; the in-process card)")
     p.add_argument("--media-only", action="store_true", help="only the media path (central_link.media)")
+    p.add_argument("--mask-only", action="store_true", help="only the caller -> agent DTMF mask (seconds)")
     args = p.parse_args()
+    if args.mask_only:
+        mask = bench_dtmf_mask(args.quick)
+        return report([("benchmark", "result", "target"), *mask_rows(mask, target)],
+                      {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf_mask": mask},
+                      args.out or str(ROOT / "bench" / "results-mask.json"))
     args.out = args.out or str(ROOT / "bench" / ("results-flash.json" if args.only_flash else
                                                  "results-media.json" if args.media_only else "results.json"))
     if args.media_only:
@@ -381,7 +388,7 @@ def main() -> int:
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(), "dtmf": dtmf,
               "framing": eff, "card_path": [cp1, cp8], "node_load": load,
               "flashing": {"end_to_end": fl_e2e, "idle": fl_idle, "during_a_call": fl_call},
-              "media": bench_media(args.quick)}
+              "media": bench_media(args.quick), "dtmf_mask": bench_dtmf_mask(args.quick)}
     ratio = dtmf["wrapper_vs_raw"]
     rows = [("benchmark", "result", "target"),
             ("DTMF detect, spandsp via raw cffi", f"{dtmf['raw_cffi']['channels_per_core']} channels/core", ""),
@@ -417,7 +424,7 @@ def main() -> int:
         ("PIN verify, 8 at the same instant (idle node)",
          f"{load['pin_verify_8_at_once_ms']['p50']} / {load['pin_verify_8_at_once_ms']['p99']} ms", "worst case, no target"),
     ]
-    return report(rows + media_rows(result["media"]), result, args.out)
+    return report(rows + media_rows(result["media"]) + mask_rows(result["dtmf_mask"], target), result, args.out)
 
 
 def media_rows(media: dict) -> list[tuple[str, str, str]]:

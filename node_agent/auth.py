@@ -15,6 +15,11 @@
 
 PINs appear nowhere: not in the database, a log line, an exception or an outcome; nor do
 digits keyed as an account that names none.
+
+:func:`collect_and_check` is the caller's side of these rules: ask for account and PIN, check
+them, tell the caller the result, until verified, locked or out of tries. The IVR's
+``authenticate`` node and the agent's secure capture (:mod:`.verify`) both run it, each with
+its own :class:`KeyPad` (how prompts are played and keys read), so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from .keyed_hash import KeyedHash, is_ref
 from .store import Store, now_utc
@@ -41,6 +47,8 @@ _KDF_RE = re.compile(r"scrypt:n=(\d+),r=(\d+),p=(\d+)$")
 ACCOUNT_RE = re.compile(r"^[0-9]{4,20}$")
 PIN_RE = re.compile(r"^[0-9]{4,12}$")
 CALL_FAILURE_LIMIT = 3
+FIELDS = ("account", "pin")  # what a caller keys to authenticate, in the order asked
+MAX_DIGITS = {"account": 20, "pin": 12}  # an entry ends at this many digits (the longest account id / PIN)
 
 
 class AuthError(ValueError):
@@ -202,6 +210,10 @@ class Authenticator:
         return Outcome(result, key, call_failures, end_call=call_failures >= CALL_FAILURE_LIMIT,
                        blacklisted_now=blacklisted_now)
 
+    def call_failures(self, call_id: str) -> int:
+        """Consecutive failures at the end of this call's attempts (the IVR's and captures' alike)."""
+        return self._call_failures(self.store.db, call_id)
+
     @staticmethod
     def _call_failures(db, call_id: str) -> int:
         """Consecutive failures at the end of this call's attempts."""
@@ -221,3 +233,91 @@ class Authenticator:
                            "AND account = ?", [account]).fetchone()[0]
         return db.execute("SELECT COUNT(*) FROM auth_events WHERE account = ? AND day = ? AND outcome = 'wrong' "
                           "AND id > ?", [account, day, after]).fetchone()[0]
+
+
+# -- the caller's side: ask, check, answer ------------------------------------------------------------
+@dataclass(frozen=True)
+class AuthPrompts:
+    """The prompt names of an authentication (those of an ``authenticate`` flow node)."""
+
+    account: str
+    pin: str
+    wrong: str
+    blacklisted: str
+    goodbye: str
+
+    @classmethod
+    def from_node(cls, node) -> AuthPrompts:
+        return cls(node["account_prompt"], node["pin_prompt"], node["wrong_prompt"], node["blacklisted_prompt"],
+                   node["goodbye_prompt"])
+
+    def ask(self, field: str) -> str:
+        return self.account if field == "account" else self.pin
+
+
+class AskAgain(Exception):
+    """Raised by a :class:`KeyPad` while a field is asked: start again from ``field`` (that field
+    and those after it are asked again; what was keyed in them is dropped)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"ask again from {field}")
+        self.field = field
+
+
+class KeyPad(Protocol):
+    """How :func:`collect_and_check` talks to the caller."""
+
+    async def ask(self, field: str, prompt: str, max_digits: int) -> str | None:
+        """Play ``prompt`` (keys may interrupt it), then the digits keyed up to '#', ``max_digits``
+        or a pause; None if nothing was keyed. May raise :class:`AskAgain`."""
+
+    async def tell(self, prompts: list[str]) -> None:
+        """Play ``prompts`` to their end; keys pressed meanwhile are dropped."""
+
+    def discard(self) -> None:
+        """Drop keys typed ahead (after a refusal they are not meant for the next question)."""
+
+
+async def collect_and_check(auth: Authenticator, pad: KeyPad, prompts: AuthPrompts, *, call_id: str, line: int,
+                            fields: tuple[str, ...] = FIELDS, known: dict[str, str] | None = None,
+                            goodbye: bool = True,
+                            on_attempt: Callable[[str, Outcome], None] | None = None) -> tuple[str, Outcome]:
+    """Ask for ``fields`` (``known`` gives the others, e.g. the account of a caller asked only for
+    the PIN), check, and tell the caller, until the caller is verified, the account is
+    blacklisted, or the call has used up its tries. Returns ("verified" | "locked" | "failed",
+    the last outcome). ``on_attempt(result, outcome)`` follows each check ("verified", "wrong",
+    "blacklisted") and the end of the tries ("failed"). ``goodbye``: whether the goodbye prompt
+    ends a refusal (the IVR's call ends there; a capture may hand the caller back to its agent)."""
+    while True:
+        entered = dict(known or {})
+        i = 0
+        while i < len(fields):
+            field = fields[i]
+            try:
+                entered[field] = await pad.ask(field, prompts.ask(field), MAX_DIGITS[field])
+            except AskAgain as again:
+                pad.discard()
+                i = min(i, fields.index(again.field)) if again.field in fields else i
+                for f in fields[i:]:
+                    entered.pop(f, None)
+                continue
+            i += 1
+        # an empty or timed-out entry is checked like any other: same prompts, same count
+        outcome = await auth.verify(entered.get("account") or "", entered.get("pin") or "", call_id=call_id,
+                                    line=line)
+        del entered  # keyed digits go no further than the Authenticator
+        if on_attempt is not None:
+            on_attempt(outcome.result, outcome)
+        if outcome.result == "verified":
+            return "verified", outcome
+        pad.discard()
+        if outcome.result == "blacklisted":
+            await pad.tell([prompts.blacklisted] + ([prompts.goodbye] if goodbye else []))
+            return "locked", outcome
+        await pad.tell([prompts.wrong])
+        if outcome.end_call:
+            if on_attempt is not None:
+                on_attempt("failed", outcome)
+            if goodbye:
+                await pad.tell([prompts.goodbye])
+            return "failed", outcome

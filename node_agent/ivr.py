@@ -20,7 +20,7 @@ import numpy as np
 
 from hal import Line
 
-from .auth import Authenticator
+from .auth import Authenticator, AuthPrompts, Outcome, collect_and_check
 from .config import FlowNode, NodeConfig
 from .prompts import PromptLibrary
 from .recordings import Recordings
@@ -108,6 +108,27 @@ class Call:
         self.changed.set()
 
 
+class IvrKeyPad:
+    """The IVR's :class:`~node_agent.auth.KeyPad`: its prompts (barge-in) and the call's keys."""
+
+    def __init__(self, ivr: Ivr, call: Call, *, first_ms: int, inter_ms: int) -> None:
+        self.ivr, self.call, self.first_ms, self.inter_ms = ivr, call, first_ms, inter_ms
+
+    async def ask(self, field: str, prompt: str, max_digits: int) -> str | None:
+        await self.ivr.play(self.call, [prompt])
+        # up to 20 digits for an account (the longest account id): a PIN keyed there, or account
+        # and PIN run together without '#', is just an account that does not exist, asked for its
+        # PIN and refused like any other; the Authenticator keeps only a keyed hash of such digits
+        return await self.ivr._ask_digits(self.call, min_digits=4, max_digits=max_digits, terminator="#",
+                                          first_ms=self.first_ms, inter_ms=self.inter_ms)
+
+    async def tell(self, prompts: list[str]) -> None:
+        await self.ivr.play(self.call, prompts, barge_in=False)
+
+    def discard(self) -> None:
+        self.call.keys.clear()
+
+
 class Ivr:
     def __init__(self, config: NodeConfig, prompts: PromptLibrary, auth: Authenticator, store,
                  *, clock: Callable[[], datetime] = datetime.now) -> None:
@@ -190,8 +211,11 @@ class Ivr:
         return False
 
     async def _ask_digits(self, call: Call, *, min_digits: int, max_digits: int, terminator: str | None,
-                          first_ms: int, inter_ms: int) -> str | None:
-        """Digits up to the terminator / max / a pause; None if nothing came."""
+                          first_ms: int, inter_ms: int, clear: str | None = None,
+                          on_key: Callable[[int], None] | None = None) -> str | None:
+        """Digits up to the terminator / max / a pause; None if nothing came. ``clear``: a key that
+        empties the entry (the caller starts it again); ``on_key(n)`` hears how many digits the
+        entry holds after each key (a count only)."""
         key = await self._key(call, first_ms)
         if key is None:
             return None
@@ -199,7 +223,15 @@ class Ivr:
         while key is not None:
             if terminator and key == terminator:
                 break
+            if clear is not None and key == clear:
+                digits = ""
+                if on_key is not None:
+                    on_key(0)
+                key = await self._key(call, first_ms)
+                continue
             digits += key
+            if on_key is not None:
+                on_key(len(digits))
             if len(digits) >= max_digits:
                 break
             key = await self._key(call, inter_ms)
@@ -258,34 +290,17 @@ class Ivr:
         return node["on_fail"]
 
     async def _authenticate(self, call: Call, node: FlowNode) -> str | None:
-        first, inter = node.get("first_digit_timeout_ms", 6000), node.get("inter_digit_timeout_ms", 4000)
-        while True:
-            await self.play(call, [node["account_prompt"]])
-            # up to 20 digits (the longest account id): a PIN keyed here, or account and PIN run
-            # together without '#', is just an account that does not exist, asked for its PIN and
-            # refused like any other; the Authenticator keeps only a keyed hash of such digits
-            account = await self._ask_digits(call, min_digits=4, max_digits=20, terminator="#",
-                                             first_ms=first, inter_ms=inter)
-            await self.play(call, [node["pin_prompt"]])
-            pin = await self._ask_digits(call, min_digits=4, max_digits=12, terminator="#",
-                                         first_ms=first, inter_ms=inter)
-            # an empty or timed-out entry is checked like any other: same prompts, same count
-            outcome = await self.auth.verify(account or "", pin or "", call_id=call.call_id,
-                                             line=call.line.number)
-            del pin, account  # keyed digits go no further than the Authenticator
+        # the rules' caller side is shared with the agent's secure capture (node_agent.verify)
+        pad = IvrKeyPad(self, call, first_ms=node.get("first_digit_timeout_ms", 6000),
+                        inter_ms=node.get("inter_digit_timeout_ms", 4000))
+
+        def attempt(result: str, outcome: Outcome) -> None:
             call.account = outcome.account
-            call.auth_outcome = outcome.result
-            if outcome.result == "verified":
-                return node["next"]
-            call.keys.clear()
-            if outcome.result == "blacklisted":
-                await self.play(call, [node["blacklisted_prompt"], node["goodbye_prompt"]], barge_in=False)
-                return node["on_fail"]
-            await self.play(call, [node["wrong_prompt"]], barge_in=False)
-            if outcome.end_call:
-                call.auth_outcome = "failed"
-                await self.play(call, [node["goodbye_prompt"]], barge_in=False)
-                return node["on_fail"]
+            call.auth_outcome = result
+
+        result, _ = await collect_and_check(self.auth, pad, AuthPrompts.from_node(node), call_id=call.call_id,
+                                            line=call.line.number, on_attempt=attempt)
+        return node["next"] if result == "verified" else node["on_fail"]
 
     async def _schedule(self, call: Call, node: FlowNode) -> str | None:
         # spans may run past midnight (a night shift): node_agent.schedule knows the rules
@@ -349,4 +364,4 @@ class Ivr:
         return None
 
 
-__all__ = ["Call", "CallEnded", "Ivr", "KeyBuffer"]
+__all__ = ["Call", "CallEnded", "Ivr", "IvrKeyPad", "KeyBuffer"]

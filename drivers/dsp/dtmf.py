@@ -21,6 +21,8 @@ _INT16 = np.dtype(np.int16)
 _from_buffer = _ffi.from_buffer
 _I16_ARRAY = _ffi.typeof("int16_t[]")  # a parsed type: from_buffer skips the string lookup
 _feed = _lib.bn_dtmf_feed
+_verdict = _lib.bn_dtmf_last_verdict
+HOP = _lib.BN_DTMF_HOP  # samples between two analysis windows (2.5 ms)
 _CHUNK = 64 * _lib.BN_DTMF_HOP  # one digit at most ends per window (hop)
 _MAX_OUT = _CHUNK // _lib.BN_DTMF_HOP + 1
 
@@ -87,6 +89,8 @@ class DtmfReceiver:
                              f"min_hits {min_hits} and end_misses {end_misses} at least 1)")
         self._s = _ffi.gc(s, _lib.bn_dtmf_free)
         self._out = _ffi.new("bn_dtmf_digit[]", _MAX_OUT)
+        self.min_hits, self.end_misses = min_hits, end_misses
+        self._phase = 0  # samples fed since the last window ended (windows end every HOP samples)
 
     def _digits(self, n: int) -> list[Digit]:
         out = self._out
@@ -103,7 +107,31 @@ class DtmfReceiver:
             n = _feed(self._s, _from_buffer(_I16_ARRAY, part), len(part), self._out, _MAX_OUT)
             if n:
                 got += self._digits(n)
+        self._phase = (self._phase + len(pcm)) % HOP
         return got
+
+    def feed_windows(self, pcm: np.ndarray) -> tuple[list[Digit], list[int]]:
+        """:meth:`feed`, also returning the verdict on every analysis window that ended in ``pcm``,
+        in order: the digit's index in ``DIGITS`` ("123A456B789C*0#D"), or -1 for none.
+
+        For a filter that must act on a tone before its digit is reported (that happens only once
+        the tone has ended): a digit is ``min_hits`` passing windows of the same digit with fewer
+        than ``end_misses`` failing ones between them, each window the last 160 samples (20 ms)."""
+        if pcm.dtype is not _INT16 or not pcm.flags.c_contiguous:
+            pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        got: list[Digit] = []
+        verdicts: list[int] = []
+        i, n_all = 0, len(pcm)
+        while i < n_all:  # one window (hop) at a time: the detector keeps only the last verdict
+            part = pcm[i:i + HOP - self._phase]
+            n = _feed(self._s, _from_buffer(_I16_ARRAY, part), len(part), self._out, _MAX_OUT)
+            if n:
+                got += self._digits(n)
+            self._phase = (self._phase + len(part)) % HOP
+            if self._phase == 0:
+                verdicts.append(_verdict(self._s))
+            i += len(part)
+        return got, verdicts
 
     def fill_in(self, samples: int = 160) -> list[Digit]:
         """Account for lost audio (a dropped frame) without guessing its content.
@@ -114,6 +142,7 @@ class DtmfReceiver:
             n = _lib.bn_dtmf_fill_in(self._s, min(_CHUNK, samples - i), self._out, _MAX_OUT)
             if n:
                 got += self._digits(n)
+        self._phase = (self._phase + samples) % HOP
         return got
 
 
