@@ -126,13 +126,17 @@ class Forwarding:
     queue_timeout_s: float = 3.0  # HQ's answer to queue_call, else the fallback
     connect_timeout_s: float = 10.0  # an answered call's media must connect within this
     ice: Any = None  # central_link.media.ice.IceConfig from [hq.ice]; None: no server, any address
+    flatten_dtmf: bool = True  # keys the caller presses while talking never reach the agent (docs/node.md)
+    verify_on_fail: str = "hangup"  # a capture's three failures: "hangup" (goodbye, as the IVR) or "agent"
 
 
 FORWARDING_SECONDS: dict[str, tuple[float, float]] = {  # setting: (lowest, highest)
     "hold_every_s": (1, 3600), "announce_every_s": (5, 3600), "max_wait_s": (10, 86400),
     "queue_timeout_s": (0.5, 60), "connect_timeout_s": (1, 120)}
 FORWARDING_PROMPTS = ("hold_prompt", "position_prompt", "callback_prompt", "callback_confirm_prompt")
-HQ_KEYS = ("url", "cert", "key", "ca", "callback_key", "ice", *FORWARDING_PROMPTS, *FORWARDING_SECONDS)
+VERIFY_ON_FAIL = ("hangup", "agent")  # node_agent.verify.ON_FAIL
+HQ_KEYS = ("url", "cert", "key", "ca", "callback_key", "ice", "flatten_dtmf", "verify_on_fail", *FORWARDING_PROMPTS,
+           *FORWARDING_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -344,6 +348,18 @@ class _Checker:
         elif "callback_prompt" in values or "callback_confirm_prompt" in values:
             self.bad("hq", "callback_prompt and callback_confirm_prompt are used only with callback_key: "
                      "set the key the caller presses, or remove them")
+        flatten = table.get("flatten_dtmf", True)
+        if not isinstance(flatten, bool):
+            self.bad("hq", f"flatten_dtmf must be true or false, not {_show(flatten)}")
+        else:
+            values["flatten_dtmf"] = flatten
+        on_fail = table.get("verify_on_fail", "hangup")
+        if on_fail not in VERIFY_ON_FAIL:
+            self.bad("hq", f"verify_on_fail {_show(on_fail)} is not one of {', '.join(VERIFY_ON_FAIL)}: \"hangup\" "
+                     "ends the call after a failed verification (as the IVR does), \"agent\" leaves the caller "
+                     "with the agent")
+        else:
+            values["verify_on_fail"] = on_fail
         ice = table.get("ice")
         if ice is not None and not _table(ice):
             self.bad("hq.ice", "must be a table: servers, networks, relay_only")

@@ -23,14 +23,16 @@ from central_link.uplink import Uplink
 from . import __version__
 from .auth import Authenticator
 from .calls import LineRunner
-from .config import NodeConfig
+from .config import Forwarding, NodeConfig
 from .control import ControlServer, socket_path
+from .dtmf_mask import DtmfMask
 from .forwarding import Forwarder, line_law
 from .hq_link import make_uplink
 from .ivr import Ivr
 from .prompts import PromptLibrary
 from .records import CallLog
 from .store import Store
+from .verify import serve
 
 log = logging.getLogger("node_agent")
 
@@ -46,7 +48,7 @@ class Node:
         self.runners: list[LineRunner] = []
         self.uplink: Uplink | None = None
         # calls the IVR transfers wait here for an HQ agent (without [hq]: the transfer's fallback)
-        self.forwarder = None if config.hq is None else Forwarder(config.hq.forwarding, self._law)
+        self.forwarder = None if config.hq is None else self._forwarder(config.hq.forwarding)
         self.ivr.forwarder = self.forwarder
         self.control: ControlServer | None = None
         self.started = time.time()
@@ -101,6 +103,15 @@ class Node:
         """The lines whose call is not over (ringing, being answered, in the IVR): a card's reboot
         after a flash waits until there are none."""
         return [r.line.number for r in self.runners if r.state != "idle"]
+
+    def _forwarder(self, fw: Forwarding) -> Forwarder:
+        """The forwarded calls, each with its DTMF mask in the caller -> agent direction (flattening
+        keys pressed while talking, when set) and the secure capture the agent's Verify caller runs."""
+
+        async def capture(request):
+            return await serve(request, on_fail=fw.verify_on_fail)
+
+        return Forwarder(fw, self._law, filters=lambda call: DtmfMask(flatten=fw.flatten_dtmf), captures=capture)
 
     def _firmware(self) -> str:
         ident = self.board.identity

@@ -147,11 +147,13 @@ class Store:
         return db
 
     def close(self) -> None:
-        with self._conns_lock:
+        # after any write transaction in flight (a call record committed by its writer thread while
+        # the daemon stops): closing a connection another thread is executing on crashed the process
+        with self._lock, self._conns_lock:
             conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
-        self._local = threading.local()
+            for conn in conns:
+                conn.close()
+            self._local = threading.local()
 
     @property
     def schema_version(self) -> int:

@@ -326,7 +326,7 @@ class _Checking:
 
 
 async def serve(request, settings: CaptureSettings | None = None, *, ivr: Ivr | None = None,
-                mask: DtmfMask | None = None) -> CaptureOutcome | None:
+                mask: DtmfMask | None = None, on_fail: str = "hangup") -> CaptureOutcome | None:
     """Run a capture HQ asked for: ``node_agent.forwarding``'s capture runner (``captures=serve``).
 
     ``request`` is the forwarding's capture request (duck-typed): ``call``, ``fields``,
@@ -334,7 +334,8 @@ async def serve(request, settings: CaptureSettings | None = None, *, ivr: Ivr | 
     agent's commands: one with a ``field`` asks for it again, one without cancels), and, unless
     given here, ``ivr`` and ``filter`` (the call's caller -> agent filter, which must be its
     :class:`DtmfMask`); ``end_call()`` is called when the configured rule ends the call.
-    ``settings`` default to the line's flow's authenticate node. Reports the result through
+    ``settings`` default to the line's flow's authenticate node, with ``on_fail`` (the node's
+    ``[hq] verify_on_fail``). Reports the result through
     ``request.result``, and returns the outcome (None when the capture could not run, reported
     "unavailable", or the caller hung up during it, reported "cancelled"). If ``request.session``
     (the call's MediaSession) has a ``sink``, the agent's audio is dropped while the capture runs:
@@ -352,7 +353,7 @@ async def serve(request, settings: CaptureSettings | None = None, *, ivr: Ivr | 
             line = ivr.config.lines.get(call.line.number)
             if line is None:
                 raise CaptureError(f"line {call.line.number} has no flow to take the prompts from")
-            settings = CaptureSettings.from_flow(ivr.config.flows[line.flow])
+            settings = CaptureSettings.from_flow(ivr.config.flows[line.flow], on_fail=on_fail)
     except CaptureError as exc:
         log.warning("line %d: capture refused: %s", call.line.number, exc)
         request.result("unavailable", "")

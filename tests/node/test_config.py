@@ -242,6 +242,9 @@ BAD_CONFIGS = {  # name: (text, a problem that must be reported)
                                         "[hq] callback_key needs callback_prompt (asks for the number)"),
     "hq callback prompt without key": (GOOD + HQ + 'callback_prompt = "bye"\n',
                                        "callback_prompt and callback_confirm_prompt are used only with callback_key"),
+    "hq flatten is a string": (GOOD + HQ + 'flatten_dtmf = "yes"\n', "[hq] flatten_dtmf must be true or false"),
+    "hq verify on fail unknown": (GOOD + HQ + 'verify_on_fail = "retry"\n',
+                                  "[hq] verify_on_fail 'retry' is not one of hangup, agent"),
     "hq ice network is not a network": (GOOD + HQ + '[hq.ice]\nnetworks = ["lan"]\n',
                                         "[hq.ice]: ICE networks: 'lan' is not a network"),
     "hq ice has a stray setting": (GOOD + HQ + '[hq.ice]\nstun = "x"\n', "[hq.ice]: unknown setting(s) stun"),
@@ -325,13 +328,15 @@ def test_an_hq_section_loads_with_its_files_and_none_means_no_uplink(tmp_path):
     hq = load(path).hq
     assert hq.url == "wss://127.0.0.1:8443/node"
     assert hq.forwarding.hold_prompt is None and hq.forwarding.ice is None  # nothing to play, ICE as aiortc's
+    assert hq.forwarding.flatten_dtmf and hq.forwarding.verify_on_fail == "hangup"  # safe by default
     text = GOOD.replace('[prompts.bye]', '[prompts.place]\ncmn = "您前面还有{n}位"\nen = "You are number {n} in line"\n'
                         '[prompts.bye]')
     path.write_text(text + HQ + 'hold_prompt = "menu"\nposition_prompt = "place"\nannounce_every_s = 45\n'
                     'callback_key = "9"\ncallback_prompt = "choose"\ncallback_confirm_prompt = "bye"\n'
-                    '[hq.ice]\nnetworks = ["127.0.0.0/8"]\n', encoding="utf-8")
+                    'flatten_dtmf = false\nverify_on_fail = "agent"\n[hq.ice]\nnetworks = ["127.0.0.0/8"]\n', encoding="utf-8")
     fw = load(path).hq.forwarding
     assert (fw.hold_prompt, fw.position_prompt, fw.announce_every_s, fw.callback_key, fw.hold_every_s) == \
         ("menu", "place", 45.0, "9", 20.0)
+    assert (fw.flatten_dtmf, fw.verify_on_fail) == (False, "agent")
     assert fw.ice.networks == ("127.0.0.0/8",)
     assert (hq.cert, hq.key, hq.ca) == tuple((tmp_path / "certs" / n).resolve() for n in ("node.crt", "node.key", "ca.crt"))

@@ -1,24 +1,14 @@
 """The capture wired into a forwarded call as the daemon is to wire it (``Forwarder(filters=lambda call:
 DtmfMask(), captures=serve)``): HQ's verify, the caller's keys, the outcome back to HQ, and three
-wrong PINs ending the call, over a real aiortc agent on 127.0.0.1.
+wrong PINs ending the call, over a real aiortc agent on 127.0.0.1."""
 
-(Needs ``node_agent.forwarding``, which comes with the forwarded-call work: until both are on one
-branch this file is skipped.)"""
-
-from pathlib import Path
-
-import pytest
-
-if not (Path(__file__).resolve().parents[2] / "node_agent" / "forwarding.py").is_file():
-    pytest.skip("the forwarded call (node_agent/forwarding.py) is not in this checkout yet", allow_module_level=True)
-
-from central_link import protocol as p  # noqa: E402
-from central_link.media.ice import IceConfig  # noqa: E402
-from node_agent.dtmf_mask import DtmfMask  # noqa: E402
-from node_agent.verify import serve  # noqa: E402
-from tests.central_link.peers import Agent  # noqa: E402
-from tests.node.fakeline import ACCOUNT, PIN, until  # noqa: E402
-from tests.node.test_forwarding import WAIT, make, talking  # noqa: E402
+from central_link import protocol as p
+from central_link.media.ice import IceConfig
+from node_agent.dtmf_mask import DtmfMask
+from node_agent.verify import serve
+from tests.central_link.peers import Agent
+from tests.node.fakeline import ACCOUNT, PIN, until
+from tests.node.test_forwarding import WAIT, make, talking
 
 
 def prompted(link, field: str) -> int:

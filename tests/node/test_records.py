@@ -124,3 +124,36 @@ def test_kill_during_a_voice_message_keeps_the_message_as_far_as_it_got(tmp_path
     assert len(to_8k(msg["path"])) == msg["ms"] * 8
     assert [k for k, _ in outbox if k.startswith("recording-")] == [f"recording-{rec['id']}-message"]
     assert restart(tmp_path)[1] == 0
+
+
+def test_closing_the_store_waits_for_a_commit_in_flight(tmp_path):
+    """The daemon stopping closes its store while a call record may still be committing on the
+    records' writer thread: closing that connection under it crashed the process (a segfault)."""
+    import threading
+
+    store = Store(tmp_path / "node.db")
+    inside, release, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.transaction() as db:
+            db.execute("CREATE TABLE t (x)")
+            inside.set()
+            assert release.wait(10), "the test never let the commit go"
+            db.execute("INSERT INTO t VALUES (1)")
+
+    def closer() -> None:
+        store.close()
+        closed.set()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    assert inside.wait(10)
+    c = threading.Thread(target=closer)
+    c.start()
+    assert not closed.wait(0.3), "close() did not wait for the transaction in flight"
+    release.set()
+    w.join(10)
+    assert closed.wait(10)
+    again = Store(tmp_path / "node.db")
+    assert again.db.execute("SELECT x FROM t").fetchall() == [(1,)]
+    again.close()
