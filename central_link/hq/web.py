@@ -113,6 +113,10 @@ class AgentApi:
         self.connect_timeout_s = CONNECT_TIMEOUT_S
         self._talks: dict[str, Talk] = {}  # by call id
         self._seen: dict[str, tuple] = {}  # each agent's status and state as last pushed
+        # every view is numbered: an HTTP answer and a pushed event can reach the page in either
+        # order, and the page keeps the newest (starting from the clock, so a restarted hub's
+        # numbers are higher than the last ones a page saw)
+        self._rev = time.time_ns() // 1_000_000
         self._timer: asyncio.TimerHandle | None = None
 
     def changed(self, offers: list[Offer]) -> None:
@@ -230,6 +234,8 @@ class AgentApi:
         a = self.router.agent(name)
         now = self.router.clock()
         view = a.view()
+        self._rev += 1
+        view["rev"] = self._rev
         if a.state == State.OFFERED and a.call is not None and a.call in self.router.queue:
             view["offered"] = self.router.queue.get(a.call).pop(now)
         talk = self._talks.get(a.call) if a.call else None

@@ -80,6 +80,36 @@ async def test_login_ready_and_an_offer_with_its_full_screen_pop(page, hq):
     await expect(waited).not_to_have_text(first, timeout=3000)  # it ticks
 
 
+async def test_an_answer_that_arrives_after_a_newer_pushed_view_does_not_undo_it(page, hq):
+    """The answer to "ready" is held back until the offer it led to has been pushed and drawn: the
+    older view it carries must not hide the offer (on a busy machine this order happens by itself)."""
+    await log_in(page, hq, ready=False)
+    held: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def hold_back(route) -> None:
+        response = await route.fetch()  # the hub has made the agent ready (idle, no offer yet)
+        queue_call(hq, "c1")  # then a call is offered and pushed
+        await held
+        await route.fulfill(response=response)
+
+    await page.route("**/agent/status", hold_back)
+    # the page is done with the answer when act() has re-enabled the button and drawn again: the
+    # second time "disabled" is put on a button that did not have it (the first is the click)
+    await page.evaluate("""() => {
+      window.__readyOn = 0;
+      new MutationObserver((records) => { window.__readyOn += records.filter(r => r.oldValue === null).length; })
+        .observe(document.getElementById("ready"), { attributes: true, attributeFilter: ["disabled"], attributeOldValue: true });
+    }""")
+    await page.click("#ready")
+    await expect(page.locator("#offer")).to_be_visible()
+    held.set_result(None)
+    await page.wait_for_function("() => window.__readyOn >= 2")
+    assert await page.locator("#offer").is_visible(), "the older view in the late answer hid the offer"
+    await expect(page.locator("#status")).to_have_text("ready")
+    await page.click("#answer")
+    await expect(page.locator("#state")).to_have_text("talking")
+
+
 async def test_answer_audio_both_ways_mute_hang_up_wrap_up_then_ready(page, hq):
     await log_in(page, hq)
     leg = await answer(page, hq)

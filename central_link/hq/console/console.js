@@ -107,6 +107,8 @@ function drawPop(dl, pop, waitedId) {
 }
 
 function render(me) {
+  // an answer to a request can arrive after a newer pushed view (or the reverse): draw the newest
+  if (S.me && me !== S.me && me.rev < S.me.rev) me = S.me;
   S.me = me;
   if (me.status === "logged_out") { showLogin("You are logged out."); return; }
   $("who").textContent = `${me.name} (${me.role})`;
@@ -259,7 +261,9 @@ function connectEvents() {
 
 async function reconnect() {
   try {
-    render(await api("GET", "/agent/me"));  // what happened meanwhile; a 401 shows the login form
+    const me = await api("GET", "/agent/me");  // what happened meanwhile; a 401 shows the login form
+    S.me = null;  // whatever the hub's numbering is now (it may have restarted), this view is the latest
+    render(me);
     connectEvents();
   } catch (e) {
     if (e.status !== 401 && S.loggedIn) {
