@@ -9,7 +9,7 @@ waits until the new image has confirmed itself (or was reverted).
 
 Below the audio: the card serves ``IMAGE`` frames after its audio ticks, and the host keeps at
 most ``window`` chunks unanswered, so an audio frame the host sends never waits behind more than
-``window`` chunk frames (2 KB, 22 ms at 921,600 baud with the default 12), and the transfer
+``window`` chunk frames (2.7 KB, 30 ms at 921,600 baud with the default 16), and the transfer
 takes only what the audio leaves of the link (it is clocked by the card's answers).
 
 Chunks go out go-back-N: the card takes them only in order, so after a loss the host sends again
@@ -39,7 +39,7 @@ __all__ = ["CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageR
 # the image header the card stores in front of the payload (firmware/card/image_header.py, which the
 # drivers do not import: the layer table gives them the wire format only); version at bytes 16..19
 HEADER_LEN = 64
-WINDOW = 12  # chunks unanswered at most: the card queues 12 IMAGE frames (firmware/card/image_rx.py)
+WINDOW = 16  # chunks unanswered at most: the card queues 16 IMAGE frames (firmware/card/image_rx.py)
 CHUNK_TRIES = 8  # sends of one chunk before the transfer gives up on it
 ANSWER_S = 0.25  # a chunk or op unanswered this long is sent again
 RECONNECT_S = 10.0  # how long a transfer waits for a lost link (or a card that rebooted) to come back

@@ -387,13 +387,13 @@ def test_an_image_over_the_card_protocol_is_served_after_the_audio():
 
 def test_image_frames_past_the_queue_are_dropped_for_the_host_to_resend():
     f, upd, card, uart, clock = _card_with_updater()
-    for s in range(16):
+    for s in range(20):
         uart.feed(_image_frame(s, wire.IMG_BEGIN, data=NEW[:64]))
     card.handle(card.link.poll(), clock.ticks_ms())
-    eq((card.image_rx.count, card.image_rx.dropped), (12, 4), "twelve queued, the rest dropped")
+    eq((card.image_rx.count, card.image_rx.dropped), (16, 4), "sixteen queued, the rest dropped")
     while card.image_rx.service():
         pass
-    eq([a[0] for a in _acks(uart)], list(range(12)), "the queued ones answered in order")
+    eq([a[0] for a in _acks(uart)], list(range(16)), "the queued ones answered in order")
 
 
 def test_a_card_without_an_updater_says_so():
