@@ -39,7 +39,7 @@ __all__ = ["CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageR
 # the image header the card stores in front of the payload (firmware/card/image_header.py, which the
 # drivers do not import: the layer table gives them the wire format only); version at bytes 16..19
 HEADER_LEN = 64
-WINDOW = 16  # chunks unanswered at most: the card queues 16 IMAGE frames (firmware/card/image_rx.py)
+WINDOW = wire.IMAGE_QUEUE  # chunks unanswered at most: as many as the card queues (firmware/card/image_rx.py)
 CHUNK_TRIES = 8  # sends of one chunk before the transfer gives up on it
 ANSWER_S = 0.25  # a chunk or op unanswered this long is sent again
 RECONNECT_S = 10.0  # how long a transfer waits for a lost link (or a card that rebooted) to come back

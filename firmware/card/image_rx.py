@@ -13,7 +13,7 @@ from . import wire
 from .image_header import H_MAJOR, H_MINOR, H_PATCH, H_SECURITY, H_SHA256, HEADER_LEN
 from .updater import CHECKING
 
-DEPTH = const(16)  # frames the host may have in flight; one more is dropped (the host resends it).
+DEPTH = wire.IMAGE_QUEUE  # frames the host may have in flight; one more is dropped (the host resends it).
 #   16: the host's window must outlast the 5 ms before each audio tick in which nothing is served, and its
 #   answers' way back (through a simctl card process: 84.6 % of the link's byte rate with 12, 85.2 % with 16;
 #   24 gave 86 % but held a call's audio 48 ms behind the chunks). 16 buffers of 161 bytes: 2.6 KB of RAM

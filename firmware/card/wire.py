@@ -92,6 +92,7 @@ RETRY_MS = const(80)  # resend an unacknowledged frame after this long
 MAX_TRIES = const(12)  # ~1 s: after the last try the sender gives up and treats the link as down
 DEDUPE_WINDOW = const(64)  # sequence numbers a receiver remembers to drop repeated frames
 MAX_PENDING = const(32)  # unacknowledged frames a sender keeps in flight (< DEDUPE_WINDOW)
+IMAGE_QUEUE = const(16)  # IMAGE frames the card queues: the most the host keeps unanswered
 
 # Capabilities (HELLO caps bits)
 CAP_PULSE_DIAL = const(0x01)
