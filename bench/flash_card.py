@@ -8,7 +8,7 @@ depends on: the card serves one ``IMAGE`` frame per pass of its main loop (1 ms)
 5 ms before an audio tick; it answers SYNC with HELLO, acknowledges commands, sends STATUS every
 250 ms and, on an off-hook line, audio up 50 times a second (it records the audio it receives);
 ``RESET`` reboots it through ``Updater.boot()``, and a trial image confirms itself at the host's
-first frame after boot (its self-test), or reverts when ``self_test_passes`` is False. Faults: power cuts at
+first frame after boot (its self-test; ``self_test_frames`` later), or reverts when ``self_test_passes`` is False. Faults: power cuts at
 a flash operation or a byte of the transfer, an unplugged cable, chunks damaged on the way.
 
 Used by the flash tests (tests/drivers/test_flasher.py, tests/node/test_cli_flash.py) and by
@@ -65,12 +65,14 @@ class CardCounters:
 
 class UpdaterCard:
     def __init__(self, flash: NorFlash | None = None, *, board: bytes = BOARD, channels: int = 2,
-                 baud: int | None = 921600, self_test_passes: bool | None = True, boot_s: float = 0.05) -> None:
+                 baud: int | None = 921600, self_test_passes: bool | None = True, self_test_frames: int = 1,
+                 boot_s: float = 0.05) -> None:
         self.flash = flash or new_flash()
         self.board = board
         self.channels = channels
         self.rate = baud / 10 if baud else None  # bytes a second each way; None: unpaced
         self.self_test_passes = self_test_passes  # None: a trial's self-test never ends (no confirm, no revert)
+        self.self_test_frames = self_test_frames  # a trial's self-test ends at the host's Nth frame after boot
         self.boot_s = boot_s
         self.counters = CardCounters()
         self.corrupt: dict[int, int] = {}  # chunk offset -> how many more copies of it arrive damaged
@@ -131,7 +133,7 @@ class UpdaterCard:
     def _power_on(self) -> None:
         self.counters.boots += 1
         self.boot_id = (self.boot_id * 75 + 74) & 0xFFFF or 1
-        self.tested = False
+        self.frames_since_boot = 0
         try:
             self.updater = Updater(self.flash, self.board)
             self.updater.boot(watchdog_reset=False)
@@ -182,10 +184,12 @@ class UpdaterCard:
     def frame(self, ftype: int, ch: int, seq: int, body: bytes) -> None:
         if not self.powered:
             return
-        if not self.tested:  # the first frame from the host since boot: the link is up
-            self._self_test()
-            if not self.powered:
-                return
+        if self.frames_since_boot < self.self_test_frames:  # the link is up: the self-test runs
+            self.frames_since_boot += 1
+            if self.frames_since_boot == self.self_test_frames:
+                self._self_test()
+                if not self.powered:
+                    return
         if ftype == wire.T_SYNC:
             self.hello()
         elif ftype == wire.T_CMD:
@@ -212,8 +216,7 @@ class UpdaterCard:
             self.counters.audio_down.append((time.monotonic(), ch, seq))
 
     def _self_test(self) -> None:
-        # the new firmware's self-test: link up with the host (this SYNC); the codecs answer here
-        self.tested = True
+        # the new firmware's self-test: link up with the host; the codecs answer here
         up = self.updater
         if up.running < 0 or up.state(up.running) != wire.SLOT_TRIAL or self.self_test_passes is None:
             return

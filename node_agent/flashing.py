@@ -60,14 +60,29 @@ async def flash_card(req: FlashRequest, flasher: fl.Flasher, image: container.Im
     """Check ``image`` against the card, send it, wait until no line is in use (``lines_in_use``:
     the lines in a call, 1-based; default: off-hook or ringing as the card's STATUS says), reboot
     the card into it and wait for its confirm. -> an EXIT_* status; messages to ``out``/``err``."""
-    hello = flasher.link.hello
     h = image.header
     try:
         slots = await flasher.slots()
-        running = slots.running_slot
+        hello = flasher.link.hello
         if h.board_id != hello.board_id:
             raise Refused(f"{req.image_name} is built for board {h.board_id}, the card is a {hello.board_id}: "
                           f"use the image built for {hello.board_id}")
+        if slots.running_slot is not None and slots.running_slot.state == "trial":
+            # a rerun after a cut during the last update's reboot meets its trial: it ends on its own
+            trial = slots.running_slot
+            print(f"the card runs {trial.version} on trial (from the last update): waiting up to "
+                  f"{req.confirm_timeout:g} s for it to confirm or revert", file=out, flush=True)
+            slots = await flasher.wait_confirmed(req.confirm_timeout)
+            run = slots.running_slot
+            if run is not None and run.state == "trial":
+                return fail(err, EXIT_NOT_CONFIRMED, f"the card still runs {run.version} on trial after "
+                                                     f"{req.confirm_timeout:g} s: nothing was sent; check `nodectl "
+                                                     "card info`; it reverts on its own if it never confirms")
+            ended = ("confirmed" if run is not None and run.version == trial.version and run.state == "confirmed"
+                     else f"the card reverted to {run.version if run else '?'} ('{slots.last_revert_reason}')")
+            print(f"the trial of {trial.version} ended: {ended}", file=out, flush=True)
+        hello = flasher.link.hello  # read after any wait: a reverted card has rebooted
+        running = slots.running_slot
         if h.security_counter < slots.security_counter:
             raise Refused(f"{req.image_name} has security counter {h.security_counter}, lower than the card's "
                           f"{slots.security_counter} (it runs {hello.firmware}): the card would refuse it as a "
@@ -75,9 +90,6 @@ async def flash_card(req: FlashRequest, flasher: fl.Flasher, image: container.Im
         if running is None:
             return fail(err, EXIT_NOT_TAKEN, "the card runs no valid image its updater knows of: it cannot take "
                                              "an image over the link; it needs service")
-        if running.state == "trial":
-            return fail(err, EXIT_LINK, f"the card runs {running.version} on trial: wait until it confirms or "
-                                        "reverts (`nodectl card info`), then run this again")
         digest = h.sha256.hex()
         # the same build: the digest the card holds in the running slot's header is this payload's
         same = running.digest is not None and digest.startswith(running.digest)

@@ -273,6 +273,44 @@ def test_a_trial_that_does_not_confirm_in_time_is_exit_5(tmp_path, keys, capsys)
             in capsys.readouterr().out)
 
 
+def test_a_rerun_during_the_last_updates_trial_waits_for_it_then_goes_on(tmp_path, keys, capsys):
+    # a cut during the reboot: the rerun finds the card on trial, as after a technician's power cycle
+    card = card_running(self_test_passes=None)
+    path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
+    assert flash(card, path, "--confirm-timeout", "0.3", key=keys["deploy"][1]) == cli_flash.EXIT_NOT_CONFIRMED
+    capsys.readouterr()
+    card.self_test_passes, card.self_test_frames = True, card.frames_since_boot + 5  # it ends a few frames on
+    assert flash(card, path, key=keys["deploy"][1]) == cli_flash.EXIT_OK
+    out = capsys.readouterr().out
+    assert "the card runs 1.1.0 on trial (from the last update): waiting up to 60 s for it to confirm or revert" in out
+    assert "the trial of 1.1.0 ended: confirmed" in out
+    assert "already runs 1.1.0" in out and "sending" not in out
+
+
+def test_a_rerun_during_a_trial_that_reverts_sends_the_image_again(tmp_path, keys, capsys):
+    card = card_running(self_test_passes=None)
+    path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
+    assert flash(card, path, "--confirm-timeout", "0.3", key=keys["deploy"][1]) == cli_flash.EXIT_NOT_CONFIRMED
+    capsys.readouterr()
+    card.self_test_passes, card.self_test_frames = False, card.frames_since_boot + 5
+    assert flash(card, path, key=keys["deploy"][1]) == cli_flash.EXIT_NOT_TAKEN  # and it fails its self-test again
+    out, err = capsys.readouterr()
+    assert "the trial of 1.1.0 ended: the card reverted to 1.0.0 ('self-test failed')" in out
+    assert "runs 1.0.0 from slot 0; sending 1.1.0" in out
+    assert "the card reverted to 1.0.0: the trial of 1.1.0 ended with 'self-test failed'" in err
+
+
+def test_a_rerun_during_a_trial_that_never_ends_sends_nothing_exit_5(tmp_path, keys, capsys):
+    card = card_running(self_test_passes=None)
+    path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
+    assert flash(card, path, "--confirm-timeout", "0.3", key=keys["deploy"][1]) == cli_flash.EXIT_NOT_CONFIRMED
+    capsys.readouterr()
+    before = card.counters.chunk_frames
+    assert flash(card, path, "--confirm-timeout", "0.3", key=keys["deploy"][1]) == cli_flash.EXIT_NOT_CONFIRMED
+    assert "the card still runs 1.1.0 on trial after 0.3 s: nothing was sent" in capsys.readouterr().err
+    assert card.counters.chunk_frames == before
+
+
 def test_no_card_answering_is_exit_3(tmp_path, keys, capsys):
     card = card_running()
     card.unplugged = True
