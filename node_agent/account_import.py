@@ -1,12 +1,12 @@
-"""Caller accounts from a CSV file (``account,pin[,name]``), for ``nodectl accounts import``.
+"""Caller accounts from a CSV file (``account,pin[,name][,class]``), for ``nodectl accounts import``.
 
 Checking the file is one linear pass: UTF-8 only (with or without a BOM), every row reported by
 its line in the file as a spreadsheet shows it (a quoted line break inside a field counts), names
 kept whole (a U+2028 in a name is part of the name, not a line break).
 
 Hashing the PINs is slow by design (scrypt, see :mod:`node_agent.auth`), so it runs in one worker
-process per core. An account that exists already is only changed with ``replace``; one whose PIN
-and name are as in the file is counted as already imported, which is what makes a rerun of an
+process per core. An account that exists already is only changed with ``replace``; one whose PIN,
+name and class are as in the file is counted as already imported, which is what makes a rerun of an
 interrupted import finish the job instead of refusing what the first run did.
 
 Without ``all_or_nothing`` the rows are committed in batches as they are hashed: an import stopped
@@ -31,12 +31,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .auth import ACCOUNT_RE, KDF, PIN_RE, _hash
+from .auth import ACCOUNT_RE, KDF, PIN_RE, _hash, class_problem
 from .store import Store, now_utc
 
 MAX_FILE_BYTES = 256 * 1024 * 1024  # ~6 million rows; a bigger file is not an accounts list
 MAX_NAME_CHARS = 100
-COLUMNS = ("account", "pin", "name")
+COLUMNS = ("account", "pin", "name", "class")
 BATCH_ROWS = 256  # rows per transaction (default mode): a batch is whole or absent after a crash
 BATCH_SECONDS = 1.0  # ... and at most this much hashing is lost by an interruption
 SMALL = 8  # rows per worker process below which starting one does not pay
@@ -52,6 +52,7 @@ class Row:
     account: str
     pin: str = field(repr=False)
     name: str
+    account_class: str = ""
 
 
 @dataclass
@@ -131,14 +132,15 @@ def check_text(path: Path, text: str) -> Checked:
         raise CsvError(f"{path}:1: the header is not a CSV row ({exc})") from None
     names = [h.strip().lower() for h in header or []]
     if "account" not in names or "pin" not in names:
-        raise CsvError(f"{path}:1: the first line must name the columns account,pin[,name]")
+        raise CsvError(f"{path}:1: the first line must name the columns account,pin[,name][,class]")
     unknown = [h for h in names if h not in COLUMNS]
     twice = sorted({h for h in names if names.count(h) > 1})
     if unknown or twice:
         what = f"unknown column(s) {', '.join(repr(h[:30]) for h in unknown)}" if unknown else \
             f"column(s) {', '.join(twice)} named twice"
-        raise CsvError(f"{path}:1: {what}: the columns are account,pin[,name]")
+        raise CsvError(f"{path}:1: {what}: the columns are account,pin[,name][,class]")
     ia, ip, iname = names.index("account"), names.index("pin"), names.index("name") if "name" in names else None
+    icls = names.index("class") if "class" in names else None
     last = reader.line_num
     while True:
         line = last + 1
@@ -161,18 +163,19 @@ def check_text(path: Path, text: str) -> Checked:
         fields += [""] * (len(names) - len(fields))
         acct, pin = fields[ia].strip(), fields[ip].strip()
         name = fields[iname].strip() if iname is not None else ""
+        cls = fields[icls].strip() if icls is not None else ""
         if not ACCOUNT_RE.fullmatch(acct):
             shown = repr(acct) if len(acct) <= 24 else repr(acct[:24]) + "…"
             errors.append(f"{path}:{line}: account {shown} must be 4 to 20 digits")
         elif not PIN_RE.fullmatch(pin):
             errors.append(f"{path}:{line}: account {acct}: the PIN must be 4 to 12 digits")
-        elif problem := name_problem(name):
+        elif problem := name_problem(name) or class_problem(cls):
             errors.append(f"{path}:{line}: account {acct}: {problem}")
         elif acct in first_line:
             errors.append(f"{path}:{line}: account {acct} appears twice (first on line {first_line[acct]})")
         else:
             first_line[acct] = line
-            rows.append(Row(line, acct, pin, name))
+            rows.append(Row(line, acct, pin, name, cls))
     return Checked(rows, errors)
 
 
@@ -240,7 +243,7 @@ def import_rows(store: Store, rows: list[Row], path: Path, *, replace: bool, all
     """Hash and store ``rows`` (checked by :func:`read_rows`). ``result`` is filled in as rows are
     committed, so a caller interrupted (KeyboardInterrupt) can still say how far it got."""
     out = result if result is not None else Result()
-    stored = {r["id"]: r for r in store.db.query("SELECT id, name, salt, pin_hash, kdf FROM accounts")}
+    stored = {r["id"]: r for r in store.db.query("SELECT id, name, account_class, salt, pin_hash, kdf FROM accounts")}
     jobs = [(r.pin, (stored[r.account]["salt"], stored[r.account]["pin_hash"], stored[r.account]["kdf"])
              if r.account in stored else None, replace) for r in rows]
     hashed: list[tuple[Row, tuple]] = []
@@ -288,18 +291,22 @@ def _decide(hashed: list[tuple[Row, tuple]], stored: dict, path: Path, replace: 
         plan.lines[row.account] = row.line
         old = stored.get(row.account)
         if old is None:
-            plan.inserts.append({"id": row.account, "name": row.name, "salt": salt, "pin_hash": pin_hash,
-                                 "kdf": KDF, "disabled": 0, "created": now_utc()})
+            plan.inserts.append({"id": row.account, "name": row.name, "account_class": row.account_class,
+                                 "salt": salt, "pin_hash": pin_hash, "kdf": KDF, "disabled": 0, "created": now_utc()})
             continue
-        name = row.name or old["name"]  # an empty name in the file keeps the account's
-        if same and name == old["name"]:
+        name = row.name or old["name"]  # an empty name (or class) in the file keeps the account's
+        cls = row.account_class or old["account_class"]
+        if same and name == old["name"] and cls == old["account_class"]:
             plan.unchanged += 1
         elif not replace:
-            what = "another PIN" if not same else f"another name ({old['name'] or ''!r})"
+            what = ("another PIN" if not same else f"another name ({old['name'] or ''!r})" if name != old["name"]
+                    else f"another class ({old['account_class'] or ''!r})")
             plan.refused.append(f"{path}:{row.line}: account {row.account} exists already with {what}: "
                                 "not changed (use --replace to set it from this file)")
         else:  # keeps disabled and created: a new PIN does not re-enable a disabled account
-            change = {"name": name} if same else {"name": name, "salt": salt, "pin_hash": pin_hash, "kdf": KDF}
+            change = {"name": name, "account_class": cls}
+            if not same:
+                change |= {"salt": salt, "pin_hash": pin_hash, "kdf": KDF}
             plan.updates.append((row.account, change))
     return plan
 

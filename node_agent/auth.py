@@ -33,6 +33,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -46,6 +47,15 @@ KDF = "scrypt:n=16384,r=8,p=1"  # ~45 ms a verify on the appliance: slow for a g
 _KDF_RE = re.compile(r"scrypt:n=(\d+),r=(\d+),p=(\d+)$")
 ACCOUNT_RE = re.compile(r"^[0-9]{4,20}$")
 PIN_RE = re.compile(r"^[0-9]{4,12}$")
+CLASS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # an account class as HQ's [priorities] classes names it
+
+
+def class_problem(account_class: str) -> str | None:
+    """What is wrong with an account class (empty: none), or None (shared with the CSV import)."""
+    if account_class and not CLASS_RE.match(account_class):
+        return (f"the class {account_class[:40]!r} must be 1 to 32 lower-case letters, digits, '-' or '_', "
+                "starting with a letter (as in HQ's [priorities] classes)")
+    return None
 CALL_FAILURE_LIMIT = 3
 FIELDS = ("account", "pin")  # what a caller keys to authenticate, in the order asked
 MAX_DIGITS = {"account": 20, "pin": 12}  # an entry ends at this many digits (the longest account id / PIN)
@@ -72,6 +82,7 @@ class Outcome:
     call_failures: int  # consecutive failures in this call so far
     end_call: bool  # the caller has used up their tries on this call
     blacklisted_now: bool = False  # this failure put the account on the blacklist
+    account_class: str = ""  # the account's class, only when verified (HQ's queue may rank it)
 
 
 class Authenticator:
@@ -95,14 +106,17 @@ class Authenticator:
         self.verify_ms: deque[float] = deque(maxlen=10000)  # for the benchmark
 
     # -- administration ------------------------------------------------------------------------------
-    def add_account(self, account: str, pin: str, *, name: str = "", replace: bool = False) -> None:
+    def add_account(self, account: str, pin: str, *, name: str = "", account_class: str = "",
+                    replace: bool = False) -> None:
         if not ACCOUNT_RE.match(account):
             raise AuthError(f"account {account!r} must be 4 to 20 digits")
         if not PIN_RE.match(pin):
             raise AuthError(f"the PIN for account {account} must be 4 to 12 digits")
+        if problem := class_problem(account_class):
+            raise AuthError(f"account {account}: {problem}")
         salt = os.urandom(16)
         row = {"id": account, "name": name, "salt": salt, "pin_hash": _hash(pin, salt, self.kdf), "kdf": self.kdf,
-               "disabled": 0, "created": now_utc()}
+               "disabled": 0, "created": now_utc(), "account_class": account_class}
         with self.store.transaction() as db:
             if not replace and db["accounts"].count_where("id = ?", [account]):
                 raise AuthError(f"account {account} exists already (use replace to set a new PIN)")
@@ -115,7 +129,7 @@ class Authenticator:
             db["accounts"].update(account, {"disabled": 1 if disabled else 0})
 
     def accounts(self) -> list[dict]:
-        rows = self.store.db.query("SELECT id, name, disabled, created FROM accounts ORDER BY id")
+        rows = self.store.db.query("SELECT id, name, account_class, disabled, created FROM accounts ORDER BY id")
         black = self.blacklisted_accounts()
         return [{**r, "disabled": bool(r["disabled"]), "blacklisted": r["id"] in black} for r in rows]
 
@@ -155,7 +169,7 @@ class Authenticator:
         return out
 
     def verify_sync(self, account: str, pin: str, *, call_id: str, line: int = 0) -> Outcome:
-        row = self.store.db.execute("SELECT salt, pin_hash, kdf, disabled FROM accounts WHERE id = ?",
+        row = self.store.db.execute("SELECT salt, pin_hash, kdf, disabled, account_class FROM accounts WHERE id = ?",
                                     [account]).fetchone()
         ref = self.keyed_hash.ref(account)  # computed either way: the same work for both
         # digits that cannot be an account id (none, too short) tell a caller nothing by being refused:
@@ -167,13 +181,14 @@ class Authenticator:
             _hash(pin, self._dummy_salt, self.kdf)
             good, key = False, ref
         else:
-            salt, want, kdf, disabled = row
+            salt, want, kdf, disabled, _cls = row
             good = hmac.compare_digest(_hash(pin, salt, kdf), want) and not disabled
             key = account
         del pin, account
         if self._blacklisted(self.store.db, key):
             return self._record(key, row is not None, countable, call_id, line, "blacklisted")
-        return self._record(key, row is not None, countable, call_id, line, "verified" if good else "wrong")
+        out = self._record(key, row is not None, countable, call_id, line, "verified" if good else "wrong")
+        return dataclasses.replace(out, account_class=row[4]) if good else out
 
     @staticmethod
     def _blacklisted(db, key: str) -> bool:

@@ -19,7 +19,7 @@ from central_link.certs import CertError
 from firmware.image import ImageError
 
 from . import account_import, cli_certs, cli_flash, cli_image
-from .auth import Authenticator, AuthError
+from .auth import Authenticator, AuthError, class_problem
 from .config import ConfigError, NodeConfig, card_problem, load
 from .daemon import Node, read_status
 from .prompts import PromptError, PromptLibrary
@@ -135,7 +135,10 @@ def cmd_accounts(args) -> int:
         problem = account_import.name_problem(name)
         if problem:
             raise UsageError(f"--name: {problem}")
-        auth.add_account(args.account, _read_pin(args), name=name, replace=args.replace)
+        if problem := class_problem(args.account_class):
+            raise UsageError(f"--class: {problem}")
+        auth.add_account(args.account, _read_pin(args), name=name, account_class=args.account_class,
+                         replace=args.replace)
         print(f"account {args.account} {'updated' if args.replace else 'added'}")
     elif args.action == "import":
         return _import(auth.store, Path(args.csv), replace=args.replace, all_or_nothing=args.all_or_nothing)
@@ -144,8 +147,8 @@ def cmd_accounts(args) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            print(table(["account", "name", "disabled", "blacklisted", "created"],
-                        [[r["id"], r["name"] or "-", "yes" if r["disabled"] else "no",
+            print(table(["account", "name", "class", "disabled", "blacklisted", "created"],
+                        [[r["id"], r["name"] or "-", r["account_class"] or "-", "yes" if r["disabled"] else "no",
                           "YES" if r["blacklisted"] else "no", r["created"]] for r in rows]))
     elif args.action in ("disable", "enable"):
         auth.set_disabled(args.account, args.action == "disable")
@@ -325,15 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     add = asub.add_parser("add", parents=[common], help="add an account (the PIN is asked for, never an argument)")
     add.add_argument("account")
     add.add_argument("--name")
+    add.add_argument("--class", dest="account_class", default="", metavar="CLASS",
+                     help="the account's class (e.g. vip): sent to HQ with a verified caller's call, whose "
+                          "queue may rank it ([priorities] classes at HQ)")
     add.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
     add.add_argument("--replace", action="store_true", help="set a new PIN for an existing account")
-    imp = asub.add_parser("import", parents=[common], help="import accounts from a CSV (account,pin[,name])")
+    imp = asub.add_parser("import", parents=[common], help="import accounts from a CSV (account,pin[,name][,class])")
     imp.add_argument("csv")
     imp.add_argument("--all-or-nothing", action="store_true",
                      help="import nothing if any row is bad or would change an account, and nothing if "
                           "interrupted (default: import the good rows in batches, report the bad)")
     imp.add_argument("--replace", action="store_true",
-                     help="set the PIN and name of accounts that exist already (default: refuse, and list them)")
+                     help="set the PIN, name and class of accounts that exist already (default: refuse, and list them)")
     ls = asub.add_parser("list", parents=[common], help="list accounts (never PINs)")
     ls.add_argument("--json", action="store_true")
     for verb in ("disable", "enable"):

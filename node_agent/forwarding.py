@@ -117,11 +117,12 @@ class _Forwarded:
     to_line: _ToLine | None = None
 
 
-def _auth(call: Call) -> tuple[str, str]:
-    """The IVR's authentication as HQ's screen pop takes it: (state, account only when verified)."""
+def _auth(call: Call) -> tuple[str, str, str]:
+    """The IVR's authentication as HQ's screen pop and queue take it: (state, and only when verified
+    the account and its class)."""
     if call.auth_outcome == "verified":
-        return "verified", call.account
-    return ("failed", "") if call.auth_outcome else ("none", "")
+        return "verified", call.account, call.account_class
+    return ("failed", "", "") if call.auth_outcome else ("none", "", "")
 
 
 class Forwarder:
@@ -189,9 +190,9 @@ class Forwarder:
 
     async def _forward(self, fc: _Forwarded, ivr: Ivr, node: FlowNode) -> str | None:
         call, s = fc.call, self.settings
-        auth, account = _auth(call)
+        auth, account, account_class = _auth(call)
         ask = QueueCall(call.call_id, call.line.number, call.caller_number, list(call.path), call.language, auth,
-                        account, "")
+                        account, account_class)
         try:
             answer = await self.link.queue_call(ask, s.queue_timeout_s)
         except LinkDown as exc:

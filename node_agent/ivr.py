@@ -89,6 +89,7 @@ class Call:
     values: dict[str, str] = field(default_factory=dict)
     auth_outcome: str = ""
     account: str = ""
+    account_class: str = ""  # the verified account's class (for HQ's queue); not part of the record
     disposition: str = ""
     agent: str = ""  # a transfer: the HQ agent who took it, the time in HQ's queue and talking
     queue_ms: int | None = None
@@ -296,6 +297,7 @@ class Ivr:
 
         def attempt(result: str, outcome: Outcome) -> None:
             call.account = outcome.account
+            call.account_class = outcome.account_class
             call.auth_outcome = result
 
         result, _ = await collect_and_check(self.auth, pad, AuthPrompts.from_node(node), call_id=call.call_id,

@@ -92,9 +92,15 @@ def _v6_forwarded_calls(db: sqlite_utils.Database) -> None:
     db["call_records"].add_column("talk_ms", int)
 
 
+def _v7_account_class(db: sqlite_utils.Database) -> None:
+    """An account's class (e.g. ``vip``): a verified caller's class travels to HQ, whose queue may
+    rank it (``[priorities] classes``). Empty: no class."""
+    db["accounts"].add_column("account_class", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3_erase_unknown_account_digits,
                                                                _v4_calls_in_progress, _v5_clears_by_event,
-                                                               _v6_forwarded_calls]
+                                                               _v6_forwarded_calls, _v7_account_class]
 
 
 def now_utc() -> str:

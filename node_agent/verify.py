@@ -216,6 +216,7 @@ class SecureCapture:
 
         def attempt(result: str, outcome: Outcome) -> None:
             call.account = outcome.account  # the call's record follows, as in the IVR
+            call.account_class = outcome.account_class
             call.auth_outcome = result
             if result == "wrong" and not outcome.end_call:
                 self._progress(fields[0], 0, "invalid")

@@ -53,7 +53,7 @@ class QueuedCall:
         """The screen pop: everything an agent is shown, with the time in queue so far."""
         return {"id": self.id, "node": self.node, "line": self.line, "caller_id": self.caller_id,
                 "ivr_path": list(self.ivr_path), "language": self.language, "auth": str(self.auth),
-                "account": self.account, "priority": self.priority,
+                "account": self.account, "account_class": self.account_class, "priority": self.priority,
                 "waited_s": round(max(0.0, now - self.queued_at), 3)}
 
 

@@ -72,7 +72,7 @@ async def test_login_ready_and_an_offer_with_its_full_screen_pop(page, hq):
     await expect(page.locator("#state")).to_have_text("offered")
     for field, text in (("branch", "sz-futian-01"), ("line", "3"), ("caller-id", "+8675512345"),
                         ("ivr-path", "main › cards"), ("language", "zh"),
-                        ("authentication", "verified, account ACC-12")):
+                        ("authentication", "verified, account ACC-12 (vip)")):
         await expect(pop(page, field)).to_have_text(text)
     waited = pop(page, "time-in-queue")
     await expect(waited).to_have_text(re.compile(r"^0:0\d$"))

@@ -150,7 +150,8 @@ async def test_answer_hands_the_browsers_offer_to_the_node_and_returns_its_answe
     assert r.status == 200 and body["sdp"] == ANSWER and body["state"] == "talking"
     assert body["talking"] | {"waited_s": None} == {
         "id": "c1", "node": "sz-futian-01", "line": 3, "caller_id": "+8675512345", "ivr_path": ["main", "cards"],
-        "language": "zh", "auth": "none", "account": None, "priority": 0, "waited_s": None}
+        "language": "zh", "auth": "none", "account": None, "account_class": None, "priority": 0,
+        "waited_s": None}
     assert body["talking"]["waited_s"] == 7.0
     assert node.asked == [("connect", "c1", "alice", OFFER)]
 

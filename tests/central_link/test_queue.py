@@ -72,8 +72,8 @@ def test_screen_pop_carries_what_the_agent_is_shown():
     q = CallQueue()
     c = q.enqueue(call("a", auth=Auth.VERIFIED, cls="gold"), 100.0)
     assert c.pop(112.5) == {"id": "a", "node": "n1", "line": 1, "caller_id": "+86755a", "ivr_path": ["main", "2"],
-                            "language": "zh", "auth": "verified", "account": "acct-a", "priority": 0,
-                            "waited_s": 12.5}
+                            "language": "zh", "auth": "verified", "account": "acct-a",
+                            "account_class": "gold", "priority": 0, "waited_s": 12.5}
 
 
 QUEUE_TOML = """

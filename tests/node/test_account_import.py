@@ -50,6 +50,34 @@ def pin_is(row: tuple, pin: str) -> bool:
     return _hash(pin, salt, kdf) == pin_hash
 
 
+def test_an_accounts_class_is_imported_added_listed_and_changed_only_with_replace(capsys, cfg, tmp_path):
+    csv = tmp_path / "accounts.csv"
+    csv.write_text("account,pin,class\n6222001234,482913,vip\n6222005678,111111,\n6222009012,778899,Gold\n",
+                   encoding="utf-8")
+    res = inproc(capsys, cfg, "accounts", "import", str(csv))
+    assert res.returncode == 1  # the bad row is reported, the good ones imported
+    assert f"{csv}:4: account 6222009012: the class 'Gold' must be 1 to 32 lower-case letters" in res.stderr
+    listed = {r["id"]: r["account_class"] for r in json.loads(inproc(capsys, cfg, "accounts", "list", "--json").stdout)}
+    assert listed == {"6222001234": "vip", "6222005678": ""}
+    table = inproc(capsys, cfg, "accounts", "list").stdout
+    assert "class" in table.splitlines()[0] and "vip" in table
+
+    csv.write_text("account,pin,class\n6222001234,482913,\n6222005678,111111,staff\n", encoding="utf-8")
+    res = inproc(capsys, cfg, "accounts", "import", str(csv))  # an empty class keeps vip; staff is a change
+    assert res.returncode == 1
+    assert f"{csv}:3: account 6222005678 exists already with another class (''): not changed" in res.stderr
+    assert "1 already as in the file" in res.stdout
+    assert inproc(capsys, cfg, "accounts", "import", str(csv), "--replace").returncode == 0
+    listed = {r["id"]: r["account_class"] for r in json.loads(inproc(capsys, cfg, "accounts", "list", "--json").stdout)}
+    assert listed == {"6222001234": "vip", "6222005678": "staff"}
+    assert pin_is(stored(tmp_path)["6222005678"], "111111")  # --replace with the same PIN keeps it
+
+    res = nodectl(cfg, "accounts", "add", "6222004321", "--pin-stdin", "--class", "staff", stdin="482913\n")
+    assert res.returncode == 0, res.stderr
+    listed = {r["id"]: r["account_class"] for r in json.loads(inproc(capsys, cfg, "accounts", "list", "--json").stdout)}
+    assert listed["6222004321"] == "staff"
+
+
 def test_reimport_refuses_to_change_an_account_unless_replace(capsys, cfg, tmp_path):
     csv = tmp_path / "accounts.csv"
     csv.write_text("account,pin,name\n6222001234,482913,ZHAO LEI\n6222005678,111111,WANG FANG\n", encoding="utf-8")

@@ -37,6 +37,36 @@ async def test_right_pin_verifies(auth):
     assert out.result == "verified" and not out.end_call and out.call_failures == 0
 
 
+async def test_a_verified_callers_outcome_carries_the_accounts_class_a_wrong_pin_none(auth):
+    auth.add_account("6222009999", PIN, account_class="vip")
+    assert (await auth.verify("6222009999", PIN, call_id="c1", line=1)).account_class == "vip"
+    assert (await auth.verify("6222001234", PIN, call_id="c2", line=1)).account_class == ""  # it has none
+    wrong = await auth.verify("6222009999", "000000", call_id="c3", line=1)
+    assert (wrong.result, wrong.account_class) == ("wrong", "")  # not even to HQ: the caller did not verify
+    with pytest.raises(AuthError, match="the class 'VIP!' must be 1 to 32 lower-case letters"):
+        auth.add_account("6222008888", PIN, account_class="VIP!")
+    assert {r["id"]: r["account_class"] for r in auth.accounts()} == {"6222001234": "", "6222009999": "vip"}
+
+
+def test_accounts_of_an_older_database_get_no_class(tmp_path):
+    import sqlite_utils
+
+    path = tmp_path / "node.db"
+    db = sqlite_utils.Database(path)
+    for migrate in MIGRATIONS[:6]:  # the schema before account classes, with an account in it
+        migrate(db)
+    db.execute("PRAGMA user_version=6")
+    db["accounts"].insert({"id": "6222001234", "name": "", "salt": b"s", "pin_hash": b"h", "kdf": "x",
+                           "created": "2026-01-01"})
+    db.conn.close()
+    s = Store(path)
+    try:
+        assert s.schema_version == len(MIGRATIONS)
+        assert s.db.execute("SELECT account_class FROM accounts").fetchall() == [("",)]
+    finally:
+        s.close()
+
+
 async def test_three_wrong_pins_in_one_call_end_it(auth):
     results = [await auth.verify("6222001234", "000000", call_id="c1", line=1) for _ in range(3)]
     assert [r.result for r in results] == ["wrong"] * 3
@@ -249,9 +279,10 @@ def test_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path):
     Store(path).close()
     s = Store(path)
     assert s.schema_version == len(MIGRATIONS) and "recordings" in s.db.table_names()
-    s.db.execute("PRAGMA user_version=7")
+    newer = len(MIGRATIONS) + 1
+    s.db.execute(f"PRAGMA user_version={newer}")
     s.close()
-    with pytest.raises(StoreError, match="schema version 7, newer than this software"):
+    with pytest.raises(StoreError, match=f"schema version {newer}, newer than this software"):
         Store(path)
 
 

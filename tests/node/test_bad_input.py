@@ -156,6 +156,7 @@ def test_100000_rows_are_checked_in_seconds(tmp_path):
     (["calls", "--lock-wait", "-1"], "argument --lock-wait: -1 is out of range"),
     (["accounts", "add", "6222001234", "--pin-stdin", "--name", "A\nB"], "--name: the name contains the control"),
     (["accounts", "add", "62x2", "--pin-stdin"], "account '62x2' must be 4 to 20 digits"),
+    (["accounts", "add", "6222001234", "--pin-stdin", "--class", "Gold Club"], "--class: the class 'Gold Club' must"),
     (["alarms", "clear", "7"], "no alarm 7"),
     (["prompts", "export", "wavs", "--language", "fr"], "--language 'fr': callers of"),
 ])

@@ -21,7 +21,7 @@ from hal.audio import FRAME
 from node_agent.config import Forwarding
 from node_agent.forwarding import Capture, Forwarder
 from tests.central_link.peers import Agent, dominant, tone
-from tests.node.fakeline import FakeLine, FakePrompts, OneLineNode, until
+from tests.node.fakeline import ACCOUNT, CONFIG, PIN, FakeLine, FakePrompts, OneLineNode, until
 
 WAIT = 10
 
@@ -138,6 +138,32 @@ async def test_the_waiting_caller_hears_hold_and_positions_and_hanging_up_leaves
         await until(lambda: node.records()[-1]["ended"], WAIT, "the record closed")
         rec = node.records()[-1]
         assert rec["disposition"] == "caller_hangup" and rec["queue_ms"] >= 500
+    finally:
+        await node.stop()
+
+
+AUTH_THEN_AGENT = CONFIG.replace('next = "bye"\non_fail = "bye"\n[flows.main.nodes.message]',
+                                 'next = "agent"\non_fail = "bye"\n[flows.main.nodes.message]')
+
+
+@pytest.mark.parametrize("account_class", ["vip", ""])
+async def test_a_caller_verified_in_the_ivr_is_queued_with_the_account_and_its_class(tmp_path, account_class):
+    assert AUTH_THEN_AGENT != CONFIG
+    (tmp_path / "branch.toml").write_text(AUTH_THEN_AGENT, encoding="utf-8")
+    node, fwd, link = make(tmp_path, p.Queued("x", 1))
+    node.auth.add_account(ACCOUNT, PIN, account_class=account_class)
+    try:
+        node.start()
+        node.line.emit(ev.Ring(1, 1))
+        await until(lambda: node.runner.current is not None, WAIT, "the call was answered")
+        call = node.runner.current
+        node.keys("31")  # English, then "authenticate"
+        await until(lambda: call.path[-1:] == ["auth"] and call.doing == "keys", WAIT, "the account is asked")
+        node.keys(f"{ACCOUNT}#{PIN}#")
+        await until(lambda: link.of(p.QueueCall), WAIT, "the verified caller queued at HQ")
+        (ask,) = link.of(p.QueueCall)
+        assert (ask.auth, ask.account, ask.account_class) == ("verified", ACCOUNT, account_class)
+        assert PIN not in ask.to_json()
     finally:
         await node.stop()
 

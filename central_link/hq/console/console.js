@@ -82,7 +82,8 @@ function fmtTime(s) {
 }
 
 function drawPop(dl, pop, waitedId) {
-  const auth = pop.auth === "verified" ? `verified, account ${pop.account}` :
+  const auth = pop.auth === "verified" ?
+               `verified, account ${pop.account}` + (pop.account_class ? ` (${pop.account_class})` : "") :
                pop.auth === "failed" ? "failed in the IVR" : "not authenticated";
   const rows = [
     ["Branch", pop.node], ["Line", String(pop.line)], ["Caller ID", pop.caller_id || "withheld"],
