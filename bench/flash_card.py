@@ -60,7 +60,8 @@ class CardCounters:
     chunk_frames: int = 0  # CHUNK frames the card took in
     damaged: int = 0  # of those, damaged on the way by `corrupt`
     audio_down: list[tuple[float, int, int]] = field(default_factory=list)  # (time, line, seq) as received
-    resets: list[int] = field(default_factory=list)  # the off-hook line bits at each RESET command
+    resets: list[int] = field(default_factory=list)  # at each RESET done: off-hook bits | ringing bits << 8
+    busy_resets: int = 0  # RESET_IF_IDLE commands refused because a line was in use
 
 
 class UpdaterCard:
@@ -78,6 +79,7 @@ class UpdaterCard:
         self.corrupt: dict[int, int] = {}  # chunk offset -> how many more copies of it arrive damaged
         self.unplugged = False  # the host cannot open the port
         self.offhook = 0  # line bits; HOOK commands set them too
+        self.ringing = 0  # line bits
         self.copies = 1
         self.boot_id = 0x100
         self._cut_at_byte: int | None = None
@@ -179,7 +181,7 @@ class UpdaterCard:
             wire.HELLO, wire.PROTO_VERSION, *self.version(), self.channels, wire.LAW_ULAW, 0, self.boot_id, self.board))
 
     def status(self) -> None:
-        self._send(wire.T_STATUS, wire.BROADCAST, 0, struct.pack(wire.STATUS, 0, self.offhook, 0, self.copies))
+        self._send(wire.T_STATUS, wire.BROADCAST, 0, struct.pack(wire.STATUS, 0, self.offhook, self.ringing, self.copies))
 
     def frame(self, ftype: int, ch: int, seq: int, body: bytes) -> None:
         if not self.powered:
@@ -194,13 +196,17 @@ class UpdaterCard:
             self.hello()
         elif ftype == wire.T_CMD:
             op, a1, _a2 = struct.unpack(wire.CMD, body[:wire.CMD_LEN])
+            if op == wire.OP_RESET and a1 == wire.RESET_IF_IDLE and self.offhook | self.ringing:
+                self.counters.busy_resets += 1
+                self._send(wire.T_ACK, wire.BROADCAST, seq, struct.pack(wire.ACK, wire.ST_BUSY))
+                return
             self._send(wire.T_ACK, wire.BROADCAST, seq, struct.pack(wire.ACK, wire.ST_OK))
             if op == wire.OP_HOOK and ch < self.channels:
                 self.offhook = self.offhook | (1 << ch) if a1 else self.offhook & ~(1 << ch)
             elif op == wire.OP_REDUNDANCY:
                 self.copies = a1
             elif op == wire.OP_RESET:
-                self.counters.resets.append(self.offhook)
+                self.counters.resets.append(self.offhook | self.ringing << 8)
                 self._port.after_sent(self.reboot)  # the ACK goes out first, as on the card
         elif ftype == wire.T_IMAGE:
             op, offset = struct.unpack_from("<BI", body)

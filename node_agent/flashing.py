@@ -10,6 +10,7 @@ docs/firmware-update.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
@@ -127,12 +128,8 @@ async def flash_card(req: FlashRequest, flasher: fl.Flasher, image: container.Im
     if req.no_reboot:
         print("not rebooted (--no-reboot): the card tries the new image at its next restart", file=out)
         return EXIT_OK
-    if not req.now:
-        await flasher.wait_idle(lines_in_use=lines_in_use, on_wait=lambda busy: print(
-            f"waiting for line(s) {', '.join(map(str, busy))} to be free before rebooting the card "
-            "(--now to reboot at once)", file=out, flush=True))
     try:
-        new = await flasher.reboot()
+        new = await (flasher.reboot() if req.now else _reboot_when_idle(flasher, lines_in_use, out))
         st = await flasher.wait_confirmed(req.confirm_timeout)
     except fl.LinkLost as exc:
         return fail(err, EXIT_LINK, f"{exc} (the new image is pending: the card tries it when it restarts)")
@@ -148,6 +145,22 @@ async def flash_card(req: FlashRequest, flasher: fl.Flasher, image: container.Im
     why = st.last_revert_reason or "unknown reason"
     return fail(err, EXIT_NOT_TAKEN, f"the card reverted to {run.version if run else '?'}: the trial of "
                                      f"{h.version_text} ended with '{why}' (`nodectl card info` shows it)")
+
+
+async def _reboot_when_idle(flasher: fl.Flasher, lines_in_use: Callable[[], list[int]] | None,
+                            out: TextIO) -> fl.Hello:
+    """Reboot once no line is in use. The card itself refuses the reset if a line came into use
+    after our check (a ring in between): then wait again, so no call is cut."""
+    def waiting(busy: list[int]) -> None:
+        print(f"waiting for line(s) {', '.join(map(str, busy))} to be free before rebooting the card "
+              "(--now to reboot at once)", file=out, flush=True)
+    while True:
+        await flasher.wait_idle(lines_in_use=lines_in_use, on_wait=waiting)
+        try:
+            return await flasher.reboot(if_idle=True)
+        except fl.CardBusy as exc:
+            print(f"{exc}: not rebooted; waiting again", file=out, flush=True)
+            await asyncio.sleep(fl.STATUS_S)  # until the card's next STATUS shows that line in use
 
 
 async def card_info(url: str, flasher: fl.Flasher) -> dict:

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 
 from firmware.card import wire
 
-from .link import LineCardLink, LinkDown, LinkListener
+from .link import CommandError, LineCardLink, LinkDown, LinkListener
 from .messages import CardSlots, Hello, ImageAck, SlotInfo, Status
 from .transport import SerialTransport
 
-__all__ = ["CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageRefused", "LinkDown", "LinkLost",
+STATUS_S = wire.STATUS_MS / 1000  # the card's STATUS period: how often its line states are news
+
+__all__ = ["CardBusy", "CardSlots", "ChunkFailed", "FlashError", "Flasher", "Hello", "ImageRefused", "LinkDown", "LinkLost",
            "SlotInfo", "TransferResult", "open_card"]
 
 # the image header the card stores in front of the payload (firmware/card/image_header.py, which the
@@ -88,6 +90,10 @@ class LinkLost(FlashError):
         else:
             super().__init__(f"{why}; the card kept {kept} of {total} bytes: run the same command again to "
                              "resume from there")
+
+
+class CardBusy(FlashError):
+    """The card refused a reboot-if-idle: a line went off-hook or rang after the host's check."""
 
 
 @dataclass
@@ -312,7 +318,7 @@ class Flasher:
         bits = st.offhook_bits | st.ringing_bits
         return [n + 1 for n in range(8) if bits >> n & 1]
 
-    async def wait_idle(self, poll_s: float = 0.25, on_wait: Callable[[list[int]], None] | None = None,
+    async def wait_idle(self, poll_s: float = STATUS_S, on_wait: Callable[[list[int]], None] | None = None,
                         lines_in_use: Callable[[], list[int]] | None = None) -> None:
         """Until no line is in use: ``lines_in_use()`` (1-based; the node daemon knows which of its
         lines are in a call), by default the lines off-hook or ringing as the card's STATUS (every
@@ -330,11 +336,16 @@ class Flasher:
                 told = busy
             await asyncio.sleep(poll_s)  # polling the card's own 250 ms STATUS: nothing to wait on sooner
 
-    async def reboot(self, timeout: float = 15.0) -> Hello:
-        """Reset the card (``CMD RESET``) and wait for the HELLO of its next boot."""
+    async def reboot(self, timeout: float = 15.0, *, if_idle: bool = False) -> Hello:
+        """Reset the card (``CMD RESET``) and wait for the HELLO of its next boot. ``if_idle``: the
+        card resets only if no line is off-hook or ringing, else :class:`CardBusy` (nothing reset)."""
         before = self.link.hello.boot_id if self.link.hello else None
         try:
-            await self.link.reset_card()
+            await self.link.reset_card(if_idle=if_idle)
+        except CommandError as exc:
+            if exc.status == wire.ST_BUSY:
+                raise CardBusy("a line of the card came into use just before the reboot") from None
+            raise
         except LinkDown:
             pass  # the card may reset before its ACK gets through: the new HELLO says it did
         deadline = time.monotonic() + timeout

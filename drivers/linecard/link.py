@@ -327,8 +327,10 @@ class LineCardLink:
         await self.command(wire.BROADCAST, wire.OP_REDUNDANCY, copies)
         self.redundancy = copies
 
-    async def reset_card(self) -> None:
-        await self.command(wire.BROADCAST, wire.OP_RESET)
+    async def reset_card(self, if_idle: bool = False) -> None:
+        """Reboot the card; ``if_idle``: only if no line is off-hook or ringing (the card decides;
+        else :class:`CommandError` with ``wire.ST_BUSY`` and no reboot)."""
+        await self.command(wire.BROADCAST, wire.OP_RESET, wire.RESET_IF_IDLE if if_idle else 0)
 
     async def card_stats(self, timeout: float = 1.0) -> CardStats:
         """The card's own counters: its link's and each line's."""

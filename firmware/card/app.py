@@ -16,7 +16,6 @@ from .image_rx import ImageReceiver
 from .line import FxoLine
 from .link import CardLink
 
-STATUS_MS = const(250)
 HOST_TIMEOUT_MS = const(2000)
 WATCHDOG_MS = const(2000)
 MAX_LAG_FRAMES = const(5)
@@ -92,6 +91,12 @@ class Card:
             struct.pack_into(wire.STATS, buf, 0, *ln.counters)
             self.link.send(wire.T_STATS, ln.ch, 0, buf)
 
+    def lines_in_use(self):
+        for ln in self.lines:
+            if ln.offhook or ln.ringing:
+                return True
+        return False
+
     def command(self, ch, seq, body, now):
         op, a1, a2 = struct.unpack(wire.CMD, body[:wire.CMD_LEN])
         extra = bytes(body[wire.CMD_LEN:])  # body is the link's buffer: the digits are kept
@@ -101,6 +106,9 @@ class Card:
             self.stats()
             return
         if op == wire.OP_RESET:
+            if a1 == wire.RESET_IF_IDLE and self.lines_in_use():
+                self.link.ack(seq, wire.ST_BUSY)  # decided here, where a ring cannot slip in between
+                return
             self.link.ack(seq, st)
             self.log.warning("reset asked by the host")
             self.hw.reset()
@@ -248,7 +256,7 @@ class Card:
                     next_frame = time.ticks_add(now, wire.FRAME_MS)
             if time.ticks_diff(now, next_status) >= 0:
                 self.status(now)
-                next_status = time.ticks_add(now, STATUS_MS)
+                next_status = time.ticks_add(now, wire.STATUS_MS)
                 host_ok = time.ticks_diff(now, self.link.last_rx) < HOST_TIMEOUT_MS
                 self.status_led.value(((now // 500) & 1) if host_ok else ((now // 100) & 1))
             if self.image_rx.waiting() and time.ticks_diff(next_frame, time.ticks_ms()) > IMAGE_SLACK_MS:

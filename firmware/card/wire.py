@@ -120,7 +120,10 @@ OP_GAIN = const(4)  # arg1: receive gain, arg2: transmit gain, in 0.1 dB
 OP_LED = const(5)  # arg1: one of the LED_* states below
 OP_GET_STATS = const(6)  # replies with STATS frames
 OP_REDUNDANCY = const(7)  # arg1: copies of each card->host audio frame (1..MAX_COPIES)
-OP_RESET = const(8)  # reboot the card
+STATUS_MS = const(250)  # the card sends STATUS this often (its heartbeat and line states)
+
+OP_RESET = const(8)  # reboot the card; arg1 RESET_IF_IDLE: only if no line is off-hook or ringing
+RESET_IF_IDLE = const(1)  # else ACK ST_BUSY and no reset: a call that rang in after the host's check stays up
 OP_CID_WINDOW = const(9)  # arg1: ms to stream on-hook audio for caller ID (0 closes)
 
 # Image ops (IMAGE body op); each is answered by an IMAGE_ACK with the same seq

@@ -247,6 +247,28 @@ def test_the_reboot_waits_until_no_line_is_in_a_call_unless_now(tmp_path, keys, 
     assert "waiting for line" not in capsys.readouterr().out
 
 
+def test_a_call_that_rings_in_between_the_check_and_the_reboot_is_not_cut(tmp_path, keys, capsys):
+    # the host saw every line free; the card rings at the very moment the RESET arrives: the card
+    # itself refuses it (RESET_IF_IDLE), and the host waits for the new call to end
+    path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])
+    card = card_running()
+    frame, rang = card.frame, []
+
+    def frame_ringing_at_the_reset(ftype, ch, seq, body):
+        if ftype == wire.T_CMD and body[0] == wire.OP_RESET and not rang:
+            import asyncio
+            rang.append(time.monotonic())
+            card.ringing = 0b1
+            asyncio.get_running_loop().call_later(0.4, setattr, card, "ringing", 0)  # the caller gives up
+        frame(ftype, ch, seq, body)
+    card.frame = frame_ringing_at_the_reset
+    assert flash(card, path, key=keys["deploy"][1]) == cli_flash.EXIT_OK
+    out = capsys.readouterr().out
+    assert "a line of the card came into use just before the reboot: not rebooted; waiting again" in out
+    assert card.counters.busy_resets >= 1 and card.counters.resets == [0]  # reset once, with every line free
+    assert "card runs 1.1.0 from slot 1, confirmed" in out
+
+
 def test_a_failed_self_test_reverts_exit_4_and_card_info_says_why(tmp_path, keys, capsys):
     card = card_running(self_test_passes=False)
     path = write(tmp_path, "fw.img", NEW, keys["deploy"][0])

@@ -56,6 +56,31 @@ def test_led_command_sets_a_state_that_the_frame_tick_keeps():
     eq(frames(u.take())[-1][4], bytes([wire.ST_BAD_ARGS]), "unknown LED state refused")
 
 
+def test_reset_if_idle_is_refused_busy_while_a_line_is_off_hook_or_ringing():
+    card, u = new(4)
+    card.lines[2].ringing = True
+    command(card, u, wire.BROADCAST, 20, wire.OP_RESET, wire.RESET_IF_IDLE)  # no ResetCalled: not reset
+    eq(frames(u.take()), [(wire.OK, wire.T_ACK, 0xFF, 20, bytes([wire.ST_BUSY]))], "ACK BUSY while line 3 rings")
+    card.lines[2].ringing = False
+    card.lines[1].offhook = True
+    command(card, u, wire.BROADCAST, 21, wire.OP_RESET, wire.RESET_IF_IDLE)
+    eq(frames(u.take())[-1][4], bytes([wire.ST_BUSY]), "ACK BUSY while line 2 is off-hook")
+    reset = False
+    try:
+        command(card, u, wire.BROADCAST, 22, wire.OP_RESET, 0)  # a plain RESET: at once, calls or not
+    except machine.ResetCalled:
+        reset = True
+    eq(reset, True, "plain RESET resets during a call")
+    eq(frames(u.take())[-1][4], bytes([wire.ST_OK]), "ACK OK first")
+    card.lines[1].offhook = False
+    reset = False
+    try:
+        command(card, u, wire.BROADCAST, 23, wire.OP_RESET, wire.RESET_IF_IDLE)
+    except machine.ResetCalled:
+        reset = True
+    eq(reset, True, "RESET_IF_IDLE resets a card whose lines are all free")
+
+
 def _crc_size():
     # what one CRC-32 result costs the heap (a long int on this 32-bit port when >= 2**30)
     gc.collect()
